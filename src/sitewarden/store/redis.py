@@ -1,0 +1,328 @@
+"""A Redis-backed store (``redis://``, ``rediss://``, ``unix://``), shared by many machines.
+
+Data layout
+-----------
+Every store key is exactly one Redis key, namespaced by a prefix (``?prefix=`` in the
+URL, default ``sitewarden:``), so ``keyring:forms`` lives at ``sitewarden:keyring:forms``
+and several sites or test runs can share one Redis database without seeing each other:
+
+* values (:meth:`~RedisStore.get`, :meth:`~RedisStore.set`, :meth:`~RedisStore.add`,
+  :meth:`~RedisStore.update`) are Redis strings holding the bytes as given, with a
+  ``PX`` expiry when a ttl is asked for;
+* counters (:meth:`~RedisStore.incr`) are Redis integers (``INCRBY``), given a
+  ``PEXPIRE`` when they are created;
+* sets (:meth:`~RedisStore.set_add` and friends) are Redis sets.
+
+Why native types rather than one serialised blob per key: the features built on the
+store — login lockout counters and rate limits (fixed windows that expire), bans and
+revocations (sets), TOTP replay marks (``SET NX`` with expiry) — then map one-to-one onto
+atomic Redis commands, expiry is enforced by Redis itself with no sweeping on our side,
+and an operator can inspect or fix any of it with ``redis-cli``.
+
+Failures: every connection problem (server down, timeout, wrong password) is raised as
+:class:`~sitewarden.errors.StoreUnavailableError`, any other Redis error as
+:class:`~sitewarden.errors.StoreError`; no redis-py exception escapes, and no message
+carries the password.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.client import Pipeline
+from redis.retry import Retry
+
+from sitewarden.errors import ConfigError, StoreError, StoreUnavailableError
+from sitewarden.store import redact_url
+from sitewarden.store.base import Store, Updater
+
+__all__ = ["DEFAULT_PREFIX", "RedisStore"]
+
+#: The key namespace used when the URL has no ``?prefix=``.
+DEFAULT_PREFIX = "sitewarden:"
+
+# Connect quickly or fail: a web request waiting on a dead Redis should get a clear
+# StoreUnavailableError within seconds, not hang. Reads get a little longer than the
+# connect, since a busy server may be slow to answer but is still there.
+_SOCKET_CONNECT_TIMEOUT = 2.0
+_SOCKET_TIMEOUT = 5.0
+# PING a pooled connection before use when it has been idle this long (seconds), so a
+# connection the server dropped (restart, idle timeout) is replaced instead of failing.
+_HEALTH_CHECK_INTERVAL = 30
+# One immediate retry after a connection error: enough to reconnect a pooled connection
+# that died since its last use, without stretching a real outage into a long stall.
+_RETRIES = 1
+# update() retries on WATCH conflicts. Optimistic locking always lets one writer through,
+# so this only bounds one unlucky caller's starvation under extreme contention.
+_MAX_UPDATE_ATTEMPTS = 1000
+# SCAN batch size: large enough that keys() takes few round trips on a big database.
+_SCAN_COUNT = 1000
+
+# INCRBY and, only if this call created the counter, PEXPIRE — atomically and in one
+# round trip. Checking EXISTS first (rather than "result == amount") is exact even for
+# amount 0 or a counter that went back to zero. ARGV[2] is the ttl in ms, or "" for none;
+# a ttl of 0 makes PEXPIRE delete the new counter at once, as an already-expired ttl should.
+_INCR_SCRIPT = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if created and ARGV[2] ~= '' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return count
+"""
+
+# Characters that are special in Redis glob patterns (SCAN MATCH); backslash escapes them.
+_GLOB_SPECIAL = frozenset("*?[]\\")
+
+
+def _replace_query(url: str, query: str) -> str:
+    """Return *url* with its query string replaced by *query* (dropped if empty).
+
+    Done by hand because ``urlunsplit`` turns ``unix:///path`` into ``unix:/path``.
+    """
+    rest, hash_mark, fragment = url.partition("#")
+    base = rest.partition("?")[0]
+    return base + ("?" + query if query else "") + hash_mark + fragment
+
+
+def _split_prefix(url: str) -> tuple[str, str]:
+    """Return (*url* without the ``prefix`` query parameter, the prefix)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [value for name, value in query if name == "prefix"]
+    if len(prefixes) > 1:
+        raise ConfigError(f"store: {redact_url(url)!r} gives 'prefix' more than once")
+    prefix = prefixes[0] if prefixes else DEFAULT_PREFIX
+    rest = [(name, value) for name, value in query if name != "prefix"]
+    return _replace_query(url, urlencode(rest)), prefix
+
+
+def _ttl_ms(ttl: float) -> int:
+    """Convert a ttl in seconds to whole milliseconds.
+
+    A positive ttl gives at least 1 ms, so that a tiny ttl still means "expires soon"
+    rather than "never". A ttl of zero or less gives 0: already expired, which callers
+    handle without asking Redis (``SET … PX 0`` is an error there).
+    """
+    if not math.isfinite(ttl):
+        raise ValueError(f"ttl must be a finite number of seconds, not {ttl!r}")
+    return 0 if ttl <= 0 else max(1, round(ttl * 1000))
+
+
+def _escape_glob(text: str) -> str:
+    """Escape *text* so that a Redis glob pattern matches it literally."""
+    return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
+
+
+class RedisStore(Store):
+    """A :class:`~sitewarden.store.base.Store` kept in Redis; see the module docstring."""
+
+    def __init__(self, client: redis.Redis, *, url: str, prefix: str = DEFAULT_PREFIX) -> None:
+        """Use *client* (which this store now owns and closes), namespacing keys by *prefix*.
+
+        *url* is only for display and is redacted here in any case. Nothing is sent to
+        the server yet: the first operation connects (use :meth:`ping` to check early).
+        """
+        self.url = redact_url(url)
+        self.prefix = prefix
+        self._client = client
+        # Registering only computes the script's SHA locally; redis-py loads it on the
+        # server on first use (and again after a server restart empties the script cache).
+        self._incr_script = client.register_script(_INCR_SCRIPT)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        """Open the Redis store named by *url* (redis-py's URL syntax plus ``?prefix=``).
+
+        Raises :class:`~sitewarden.errors.ConfigError` for a URL redis-py rejects.
+        """
+        redis_url, prefix = _split_prefix(url)
+        shown = redact_url(url)
+        try:
+            client = redis.Redis.from_url(
+                redis_url,
+                socket_connect_timeout=_SOCKET_CONNECT_TIMEOUT,
+                socket_timeout=_SOCKET_TIMEOUT,
+                health_check_interval=_HEALTH_CHECK_INTERVAL,
+                retry=Retry(NoBackoff(), _RETRIES),
+            )
+            pool = client.connection_pool
+            # Build (without connecting) one connection now, so that a misspelt query
+            # parameter fails here with a clear message rather than on the first request.
+            pool.connection_class(**pool.connection_kwargs)
+        except (ValueError, TypeError) as exc:
+            # The messages name the offending parameter, never its value.
+            raise ConfigError(f"store: bad Redis URL {shown!r}: {exc}") from None
+        if pool.connection_kwargs.get("decode_responses"):
+            client.close()
+            raise ConfigError(f"store: {shown!r}: decode_responses is not supported")
+        return cls(client, url=url, prefix=prefix)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn redis-py exceptions raised in the block into sitewarden's own."""
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # redis-py's messages name host and port and the failure, never the password.
+            raise StoreUnavailableError(
+                f"store: Redis at {self.url} is unavailable ({action}): {exc}. "
+                "Check that the server is running and reachable, then retry."
+            ) from exc
+        except redis.RedisError as exc:
+            raise StoreError(f"store: Redis at {self.url} failed ({action}): {exc}") from exc
+
+    @staticmethod
+    def _reset(pipe: Pipeline) -> None:
+        """Unwatch and return *pipe*'s connection to the pool, without ever raising.
+
+        Called in ``finally`` blocks, where an error here must not replace the real one
+        (such as an exception from the caller's update function).
+        """
+        try:
+            pipe.reset()
+        except redis.RedisError:
+            # UNWATCH failed in a way reset() does not handle itself (a timeout): drop the
+            # connection — which also ends the WATCH on the server — and release it.
+            conn: Any = pipe.connection  # redis-py leaves Connection methods untyped
+            if conn is not None:
+                conn.disconnect()
+            pipe.watching = False
+            pipe.reset()
+
+    # -- key-value -------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """Return the value under *key* (``GET``), or ``None``."""
+        with self._errors(f"get {key!r}"):
+            return cast("bytes | None", self._client.get(self._key(key)))
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store *value* under *key* (``SET … PX``), replacing whatever was there."""
+        px = None if ttl is None else _ttl_ms(ttl)
+        with self._errors(f"set {key!r}"):
+            if px == 0:
+                # Stored and expired at once: what remains is that the old value is gone.
+                self._client.delete(self._key(key))
+            else:
+                self._client.set(self._key(key), bytes(value), px=px)
+
+    def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        """Store *value* only if *key* is absent (``SET … NX PX``); return whether stored."""
+        px = None if ttl is None else _ttl_ms(ttl)
+        with self._errors(f"add {key!r}"):
+            if px == 0:
+                # It would be stored only if absent, and expire at once: nothing to write.
+                return not self._client.exists(self._key(key))
+            return bool(self._client.set(self._key(key), bytes(value), px=px, nx=True))
+
+    def delete(self, key: str) -> bool:
+        """Remove *key* whatever it holds (``DEL``); return whether it existed."""
+        with self._errors(f"delete {key!r}"):
+            return bool(self._client.delete(self._key(key)))
+
+    def update(self, key: str, fn: Updater) -> bytes | None:
+        """Atomically replace the value under *key* by ``fn(current)``.
+
+        Optimistic: ``WATCH`` the key, read it, call *fn*, then write in ``MULTI``/``EXEC``;
+        if another client changed the key meanwhile, EXEC fails and we start over, so *fn*
+        may run several times. *fn*'s exceptions propagate unchanged.
+        """
+        name = self._key(key)
+        action = f"update {key!r}"
+        pipe = self._client.pipeline()
+        try:
+            for _ in range(_MAX_UPDATE_ATTEMPTS):
+                with self._errors(action):
+                    cast(Any, pipe).watch(name)  # untyped in redis-py
+                    # After WATCH the pipeline runs commands immediately.
+                    current = cast("bytes | None", pipe.get(name))
+                # Outside _errors: whatever fn raises must reach the caller untouched.
+                new = fn(current)
+                if new is None:
+                    return current
+                new = bytes(new)
+                with self._errors(action):
+                    pipe.multi()
+                    # Plain SET: a value written by update has no expiry.
+                    pipe.set(name, new)
+                    try:
+                        pipe.execute()
+                    except redis.WatchError:
+                        # Someone else wrote the key (or the connection dropped while
+                        # watching): read again. A dead server shows on the next WATCH.
+                        continue
+                return new
+        finally:
+            self._reset(pipe)
+        raise StoreError(
+            f"store: Redis at {self.url}: gave up updating {key!r} after "
+            f"{_MAX_UPDATE_ATTEMPTS} conflicting writes; try again"
+        )
+
+    def keys(self, prefix: str) -> list[str]:
+        """Return the live keys starting with *prefix*, sorted (``SCAN … MATCH``)."""
+        pattern = _escape_glob(self._key(prefix)) + "*"
+        strip = len(self.prefix)
+        with self._errors(f"keys {prefix!r}"):
+            # SCAN may return a key more than once; the set removes duplicates. Keys are
+            # written as UTF-8; "replace" keeps a foreign undecodable key from crashing.
+            found = {
+                cast("bytes", raw).decode("utf-8", "replace")[strip:]
+                for raw in self._client.scan_iter(match=pattern, count=_SCAN_COUNT)
+            }
+        return sorted(found)
+
+    # -- counters --------------------------------------------------------------------
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Add *amount* to the counter *key*; *ttl* is set only when it is created."""
+        px = "" if ttl is None else str(_ttl_ms(ttl))
+        with self._errors(f"incr {key!r}"):
+            return int(cast(Any, self._incr_script(keys=[self._key(key)], args=[int(amount), px])))
+
+    # -- sets ------------------------------------------------------------------------
+
+    def set_add(self, key: str, *members: bytes) -> int:
+        """Add *members* to the set *key* (``SADD``); return how many were new."""
+        if not members:
+            return 0  # SADD needs at least one member
+        with self._errors(f"set_add {key!r}"):
+            return int(cast(Any, self._client.sadd(self._key(key), *map(bytes, members))))
+
+    def set_remove(self, key: str, *members: bytes) -> int:
+        """Remove *members* from the set *key* (``SREM``); return how many were there."""
+        if not members:
+            return 0  # SREM needs at least one member
+        with self._errors(f"set_remove {key!r}"):
+            return int(cast(Any, self._client.srem(self._key(key), *map(bytes, members))))
+
+    def set_members(self, key: str) -> builtins.set[bytes]:
+        """Return the members of the set *key* (``SMEMBERS``)."""
+        with self._errors(f"set_members {key!r}"):
+            members = cast("Iterable[bytes]", self._client.smembers(self._key(key)))
+            return {bytes(m) for m in members}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise :class:`~sitewarden.errors.StoreUnavailableError` unless Redis answers."""
+        with self._errors("ping"):
+            self._client.ping()
+
+    def close(self) -> None:
+        """Disconnect every pooled connection."""
+        with self._errors("close"):
+            self._client.close()

@@ -1,0 +1,324 @@
+r"""Signed session tickets in the mod_auth_tkt format (plone.session, Pyramid, Apache).
+
+A ticket is::
+
+    digest + "%08x" % timestamp + userid + "!" [+ ",".join(tokens) + "!"] + user_data
+
+and travels base64-encoded in a cookie (:func:`encode_cookie`, :func:`decode_cookie`).
+The digest covers ``ip (4 bytes) + timestamp (4 bytes, big-endian)`` and
+``userid \0 tokens \0 user_data``. Two families of digest:
+
+``hmac-sha256`` (the default, plone.session's)
+    ``HMAC-SHA256(secret, data)``: 32 raw bytes.
+``md5``, ``sha256``, ``sha512`` (``mod_auth_tkt=True`` selects ``md5``)
+    mod_auth_tkt's double hash ``H(H(data1 + secret + data2).hex() + secret).hex()``:
+    32, 64 or 128 hex characters. Apache's mod_auth_tkt (``TKTAuthDigestType``) and
+    Pyramid's ``AuthTicket(hashalg=…)`` use these.
+
+Pyramid percent-encodes the user id inside the ticket; pass ``quote_userid=True`` to make
+and read tickets the way Pyramid does (this also lets a user id contain ``!``).
+
+:func:`validate_ticket` returns ``None`` for anything but a genuine, unexpired ticket —
+malformed, truncated, forged, wrongly typed — and never raises for such input: a bad
+cookie means "not signed in", not an error page. Digests are compared with
+:func:`hmac.compare_digest`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import socket
+import struct
+import time
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+from urllib.parse import quote, unquote_to_bytes
+
+from sitewarden.hmackey import PrekeyedHMAC, prekeyed
+from sitewarden.keyring import Keyring
+
+__all__ = [
+    "DIGESTS",
+    "Ticket",
+    "TicketError",
+    "create_ticket",
+    "decode_cookie",
+    "encode_cookie",
+    "validate_ticket",
+]
+
+#: The digest names accepted by ``digest=``.
+DIGESTS = ("hmac-sha256", "md5", "sha256", "sha512")
+
+#: Length of the digest field for each digest: raw HMAC bytes, or hex characters.
+_DIGEST_LENGTH = {"hmac-sha256": 32, "md5": 32, "sha256": 64, "sha512": 128}
+_HEX = frozenset(b"0123456789abcdef")
+_pack_timestamp = struct.Struct("!I").pack
+
+#: A secret as callers give it: bytes, text (UTF-8 encoded), or a whole keyring.
+Secret = bytes | str
+Secrets = Secret | Keyring | Iterable[Secret]
+
+
+class TicketError(ValueError):
+    """A cookie value or ticket argument is malformed (the message says how)."""
+
+
+class Ticket(NamedTuple):
+    """The content of a valid ticket."""
+
+    userid: str
+    tokens: tuple[str, ...]
+    user_data: str
+    timestamp: int
+    #: Position in the ring of the secret that validated it (0 = current). A ticket
+    #: validated by an older secret is a candidate for re-issue.
+    key_index: int = 0
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _digest_name(mod_auth_tkt: bool, digest: str | None) -> str:
+    if digest is None:
+        return "md5" if mod_auth_tkt else "hmac-sha256"
+    if digest not in _DIGEST_LENGTH:
+        raise ValueError(f"digest must be one of {', '.join(DIGESTS)}, not {digest!r}")
+    if mod_auth_tkt and digest == "hmac-sha256":
+        raise ValueError("mod_auth_tkt=True selects the double hash; hmac-sha256 contradicts it")
+    return digest
+
+
+_IP_CACHE: dict[str, bytes] = {"0.0.0.0": b"\0\0\0\0"}  # noqa: S104 (an address, not a bind)
+
+
+def _ip_bytes(ip: str) -> bytes:
+    """Return the address part of the signed data (IPv4 packed; IPv6 as text, as Pyramid)."""
+    packed = _IP_CACHE.get(ip)
+    if packed is None:
+        if ":" in ip:
+            socket.inet_pton(socket.AF_INET6, ip)  # validate; raises OSError
+            packed = ip.encode("ascii")
+        else:
+            try:
+                packed = socket.inet_aton(ip)
+            except OSError as exc:
+                raise ValueError(f"ip must be an IPv4 or IPv6 address, not {ip!r}") from exc
+        if len(_IP_CACHE) < 4096:
+            _IP_CACHE[ip] = packed
+    return packed
+
+
+def _data1(ip: str, timestamp: int) -> bytes:
+    ip_part = _ip_bytes(ip)
+    if len(ip_part) == 4:
+        return ip_part + _pack_timestamp(timestamp)
+    # Pyramid's convention for IPv6 (mod_auth_tkt itself only signs IPv4).
+    return ip_part + str(timestamp).encode("ascii")
+
+
+def _as_bytes(secret: Secret) -> bytes:
+    if isinstance(secret, bytes):
+        return secret
+    if isinstance(secret, str):
+        return secret.encode("utf-8")
+    raise TypeError(f"a secret must be bytes or str, not {type(secret).__name__}")
+
+
+def _double_hash(algorithm: str, secret: bytes, data1: bytes, data2: bytes) -> bytes:
+    first = hashlib.new(algorithm, data1 + secret + data2).hexdigest().encode("ascii")
+    return hashlib.new(algorithm, first + secret).hexdigest().encode("ascii")
+
+
+def _macs(secret: Secrets) -> Sequence[PrekeyedHMAC]:
+    if isinstance(secret, Keyring):
+        return secret.macs("sha256")
+    if isinstance(secret, bytes | str):
+        return (prekeyed(_as_bytes(secret)),)
+    return [prekeyed(_as_bytes(s)) for s in secret]
+
+
+def _raw_secrets(secret: Secrets) -> list[bytes]:
+    if isinstance(secret, Keyring):
+        return list(secret.secrets)
+    if isinstance(secret, bytes | str):
+        return [_as_bytes(secret)]
+    return [_as_bytes(s) for s in secret]
+
+
+# -- creating ------------------------------------------------------------------------
+
+
+def create_ticket(
+    secret: Secret | Keyring,
+    userid: str,
+    tokens: Iterable[str] = (),
+    user_data: str = "",
+    ip: str = "0.0.0.0",  # noqa: S104 (an address, not a bind)
+    timestamp: int | None = None,
+    *,
+    mod_auth_tkt: bool = False,
+    digest: str | None = None,
+    quote_userid: bool = False,
+) -> bytes:
+    """Return a signed ticket for *userid*.
+
+    *secret* is bytes, text (UTF-8), or a :class:`~sitewarden.keyring.Keyring` (its
+    current secret signs). *tokens* and *user_data* are carried, signed, in the clear.
+    *ip* binds the ticket to a client address (the default ``0.0.0.0`` binds to none).
+    *timestamp* defaults to now. Raises :class:`TicketError` for a field that would make
+    an ambiguous ticket (``!`` in the user id, tokens or user data — use
+    ``quote_userid=True`` for user ids with ``!``; ``,`` in a token).
+    """
+    name = _digest_name(mod_auth_tkt, digest)
+    if timestamp is None:
+        timestamp = int(time.time())
+    elif not isinstance(timestamp, int) or not 0 <= timestamp <= 0xFFFFFFFF:
+        raise TicketError(f"timestamp must be a whole number of seconds in 0..2**32-1: {timestamp}")
+    if not isinstance(userid, str) or not userid:
+        raise TicketError("userid must be a non-empty string")
+    uid = userid.encode("utf-8")
+    token_list = tuple(tokens)
+    for token in token_list:
+        if not isinstance(token, str) or not token or "!" in token or "," in token:
+            raise TicketError(f"tokens must be non-empty strings without '!' or ',': {token!r}")
+    toks = ",".join(token_list).encode("utf-8")
+    data = user_data.encode("utf-8")
+    if b"!" in data:
+        raise TicketError("user_data must not contain '!' (the ticket field separator)")
+    shown_uid = quote(userid, safe="").encode("ascii") if quote_userid else uid
+    if b"!" in shown_uid:
+        raise TicketError("userid contains '!'; pass quote_userid=True to encode it")
+    data1 = _data1(ip, timestamp)
+    data2 = uid + b"\0" + toks + b"\0" + data
+    if name == "hmac-sha256":
+        key = secret.current if isinstance(secret, Keyring) else _as_bytes(secret)
+        mac = prekeyed(key).digest(data1 + data2)
+    else:
+        key = secret.current if isinstance(secret, Keyring) else _as_bytes(secret)
+        mac = _double_hash(name, key, data1, data2)
+    ticket = mac + b"%08x" % timestamp + shown_uid + b"!"
+    if toks:
+        ticket += toks + b"!"
+    return ticket + data
+
+
+# -- validating ----------------------------------------------------------------------
+
+
+def validate_ticket(
+    secret: Secrets,
+    ticket: bytes,
+    ip: str = "0.0.0.0",  # noqa: S104 (an address, not a bind)
+    timeout: float = 0,
+    now: float | None = None,
+    *,
+    mod_auth_tkt: bool = False,
+    digest: str | None = None,
+    quote_userid: bool = False,
+) -> Ticket | None:
+    """Return the :class:`Ticket` if *ticket* is genuine and unexpired, else ``None``.
+
+    *secret* is one secret or several (a list, or a :class:`~sitewarden.keyring.Keyring`
+    whose every secret is tried, newest first). With a *timeout* (seconds), the ticket is
+    valid while ``timestamp + timeout > now`` (plone.session's rule); ``0`` means no
+    expiry. Never raises for a malformed *ticket*; raises :class:`ValueError` only for a
+    wrong *digest* or *ip* argument (a programming error, not bad input).
+    """
+    name = _digest_name(mod_auth_tkt, digest)
+    data1_ip = _ip_bytes(ip)  # validate the argument before looking at input
+    if type(ticket) is not bytes:
+        if not isinstance(ticket, bytes | bytearray | memoryview):
+            return None
+        ticket = bytes(ticket)
+    size = _DIGEST_LENGTH[name]
+    stamp = ticket[size : size + 8]
+    if len(stamp) != 8 or not _HEX.issuperset(stamp):
+        return None
+    timestamp = int(stamp, 16)
+    parts = ticket[size + 8 :].split(b"!")
+    if len(parts) == 2:
+        shown_uid, data = parts
+        toks = b""
+    elif len(parts) == 3:
+        shown_uid, toks, data = parts
+    else:
+        return None
+    uid = unquote_to_bytes(shown_uid) if quote_userid else shown_uid
+    if not uid:
+        return None
+    data1 = (
+        data1_ip + _pack_timestamp(timestamp)
+        if len(data1_ip) == 4
+        else data1_ip + str(timestamp).encode("ascii")
+    )
+    message = data1 + uid + b"\0" + toks + b"\0" + data
+    given = ticket[:size]
+    index = -1
+    try:
+        if name == "hmac-sha256":
+            for i, mac in enumerate(_macs(secret)):
+                if hmac.compare_digest(mac.digest(message), given):
+                    index = i
+                    break
+        else:
+            data2 = uid + b"\0" + toks + b"\0" + data
+            for i, key in enumerate(_raw_secrets(secret)):
+                if hmac.compare_digest(_double_hash(name, key, data1, data2), given):
+                    index = i
+                    break
+    except TypeError:
+        return None  # a secret of the wrong type cannot validate anything
+    if index < 0:
+        return None
+    if timeout:
+        if now is None:
+            now = time.time()
+        if timestamp + timeout <= now:
+            return None
+    try:
+        return Ticket(
+            uid.decode("utf-8"),
+            tuple(toks.decode("utf-8").split(",")) if toks else (),
+            data.decode("utf-8"),
+            timestamp,
+            index,
+        )
+    except UnicodeDecodeError:
+        return None
+
+
+# -- cookies -------------------------------------------------------------------------
+
+
+def encode_cookie(ticket: bytes) -> str:
+    """Return *ticket* as a one-line standard base64 cookie value (plone.session's form)."""
+    return base64.b64encode(ticket).decode("ascii")
+
+
+def decode_cookie(value: str | bytes) -> bytes:
+    """Return the ticket inside cookie *value*; raise :class:`TicketError` if malformed.
+
+    Accepts the value with or without the double quotes some servers add, and with or
+    without base64 padding.
+    """
+    if isinstance(value, str):
+        try:
+            raw = value.encode("ascii")
+        except UnicodeEncodeError:
+            raise TicketError("cookie value is not ASCII base64") from None
+    elif isinstance(value, bytes):
+        raw = value
+    else:
+        raise TicketError(f"cookie value must be str or bytes, not {type(value).__name__}")
+    raw = raw.strip().strip(b'"')
+    if not raw or len(raw) > 8192:
+        raise TicketError("cookie value is empty or too long")
+    raw += b"=" * (-len(raw) % 4)
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise TicketError("cookie value is not valid base64") from None
