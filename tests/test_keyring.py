@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sitewarden.errors import ConfigError, KeyringError, StoreCorruptError
+from sitewarden.errors import ConfigError, KeyringError, StoreCorruptError, UnknownRingError
 from sitewarden.keyring import (
     DEFAULT_RINGS,
     SECRET_BYTES,
@@ -175,7 +175,7 @@ def test_rotate_and_reset() -> None:
 
 def test_unknown_ring_is_an_error() -> None:
     keys = KeyManager.open("memory://")
-    with pytest.raises(KeyringError, match="no keyring named 'nope'"):
+    with pytest.raises(UnknownRingError, match="no keyring named 'nope'"):
         keys.ring("nope")
     with pytest.raises(KeyringError, match="no keyring named 'nope'"):
         keys.rotate("nope")
@@ -203,6 +203,26 @@ def test_user_rings_end_every_session_of_one_user() -> None:
     assert "user:bob" in keys.names()
     with pytest.raises(KeyringError):
         keys.user_ring("")
+
+
+def test_reading_a_user_ring_does_not_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-request path reads the cache; only the first use creates the ring."""
+    keys = KeyManager.open("memory://")
+    keys.user_ring("bob")
+    writes: list[str] = []
+    real_update = keys.store.update
+    monkeypatch.setattr(keys.store, "update", lambda k, fn: writes.append(k) or real_update(k, fn))
+    for _ in range(100):
+        keys.user_ring("bob")
+    assert writes == []
+
+
+def test_malformed_user_ring_is_not_recreated() -> None:
+    keys = KeyManager.open("memory://")
+    keys.store.set("keyring:user:bob", b"{broken")
+    with pytest.raises(KeyringError, match="malformed"):
+        keys.user_ring("bob")
+    assert keys.store.get("keyring:user:bob") == b"{broken"
 
 
 def test_size_setting_applies_to_new_rings_and_at_rotation() -> None:

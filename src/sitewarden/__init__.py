@@ -1,7 +1,58 @@
-"""sitewarden: one coherent, secure-by-default security layer for Python web sites."""
+"""sitewarden: one coherent, secure-by-default security layer for Python web sites.
+
+The foundation available in this release (each module documents itself; see ``docs/``):
+
+* :mod:`sitewarden.store` — the state store protocol and ``open_store(url)``;
+* :mod:`sitewarden.keyring` — ``Keyring`` and ``KeyManager`` (named rotating secrets);
+* :mod:`sitewarden.tickets` — mod_auth_tkt session tickets;
+* :mod:`sitewarden.csrf` — CSRF authenticators;
+* :mod:`sitewarden.errors` — the exception hierarchy.
+"""
 
 from __future__ import annotations
 
+from sitewarden.csrf import check_token, create_token
+from sitewarden.errors import (
+    ConfigError,
+    KeyringError,
+    SitewardenError,
+    StoreCorruptError,
+    StoreError,
+    StoreUnavailableError,
+    UnknownRingError,
+)
+from sitewarden.keyring import KeyManager, Keyring
+from sitewarden.store import Store, open_store
+from sitewarden.tickets import (
+    Ticket,
+    TicketError,
+    create_ticket,
+    decode_cookie,
+    encode_cookie,
+    validate_ticket,
+)
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "ConfigError",
+    "KeyManager",
+    "Keyring",
+    "KeyringError",
+    "SitewardenError",
+    "Store",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreUnavailableError",
+    "Ticket",
+    "TicketError",
+    "UnknownRingError",
+    "__version__",
+    "check_token",
+    "create_ticket",
+    "create_token",
+    "decode_cookie",
+    "encode_cookie",
+    "open_store",
+    "validate_ticket",
+]

@@ -13,6 +13,7 @@ __all__ = [
     "StoreCorruptError",
     "StoreError",
     "StoreUnavailableError",
+    "UnknownRingError",
 ]
 
 
@@ -47,3 +48,7 @@ class StoreCorruptError(StoreError):
 
 class KeyringError(SitewardenError):
     """A keyring is missing, malformed or used wrongly."""
+
+
+class UnknownRingError(KeyringError, LookupError):
+    """There is no ring of that name in the store (as opposed to a malformed one)."""

@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sitewarden.errors import ConfigError, KeyringError
+from sitewarden.errors import ConfigError, KeyringError, UnknownRingError
 from sitewarden.hmackey import PrekeyedHMAC
 from sitewarden.store import Store, open_store
 
@@ -312,7 +312,8 @@ class KeyManager:
     def ring(self, name: str = "system") -> Keyring:
         """Return the ring *name* (cached; rotated first if its interval has passed).
 
-        Raises :class:`KeyringError` if there is no such ring.
+        Raises :class:`~sitewarden.errors.UnknownRingError` if there is no such ring, and
+        :class:`KeyringError` if the stored ring is malformed.
         """
         entry = self._cache.get(name)
         if entry is not None and time.monotonic() - entry[0] < self.cache_ttl:
@@ -334,7 +335,7 @@ class KeyManager:
         """
         raw = self.store.get(_STORE_PREFIX + _check_ring_name(name))
         if raw is None:
-            raise KeyringError(f"no keyring named {name!r} in {self.store.url}")
+            raise UnknownRingError(f"no keyring named {name!r} in {self.store.url}")
         return Keyring.from_json(raw, name)
 
     def names(self) -> list[str]:
@@ -384,14 +385,22 @@ class KeyManager:
         return self._ensure(_check_ring_name(name), size or self.size)
 
     def user_ring(self, userid: str) -> Keyring:
-        """Return the per-user ring of *userid* (one secret), creating it on first use."""
-        return self._ensure(self.user_ring_name(userid), 1)
+        """Return the per-user ring of *userid* (one secret), creating it on first use.
+
+        Reads come from the cache like any ring; the store is written only when the ring
+        does not exist yet.
+        """
+        name = self.user_ring_name(userid)
+        try:
+            return self.ring(name)
+        except UnknownRingError:
+            return self._ensure(name, 1)
 
     def find_user_ring(self, userid: str) -> Keyring | None:
         """Return the per-user ring of *userid* if it exists, without creating it."""
         try:
             return self.ring(self.user_ring_name(userid))
-        except KeyringError:
+        except UnknownRingError:
             return None
 
     def rotate_user(self, userid: str) -> Keyring:
@@ -433,7 +442,7 @@ class KeyManager:
     def _load(self, name: str) -> Keyring:
         raw = self.store.get(_STORE_PREFIX + name)
         if raw is None:
-            raise KeyringError(f"no keyring named {name!r} in {self.store.url}")
+            raise UnknownRingError(f"no keyring named {name!r} in {self.store.url}")
         ring = Keyring.from_json(raw, name)
         interval = self.rotate_after.get(name)
         if interval is not None and time.time() - ring.last_rotation >= interval:
@@ -456,7 +465,7 @@ class KeyManager:
 
         def update(raw: bytes | None) -> bytes | None:
             if raw is None:
-                raise KeyringError(f"no keyring named {name!r} in {self.store.url}")
+                raise UnknownRingError(f"no keyring named {name!r} in {self.store.url}")
             ring = Keyring.from_json(raw, name)
             return ring.to_json() if change(ring) else None
 

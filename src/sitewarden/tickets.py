@@ -30,7 +30,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-import socket
+import ipaddress
 import struct
 import time
 from collections.abc import Iterable, Sequence
@@ -96,27 +96,39 @@ _IP_CACHE: dict[str, bytes] = {"0.0.0.0": b"\0\0\0\0"}  # noqa: S104 (an address
 
 
 def _ip_bytes(ip: str) -> bytes:
-    """Return the address part of the signed data (IPv4 packed; IPv6 as text, as Pyramid)."""
+    """Return the address part of the signed data (IPv4 packed; IPv6 as text, as Pyramid).
+
+    Parsed strictly (``ipaddress``): ``inet_aton`` would also take ``"127.1"`` or
+    ``"1.2.3.4 junk"``, so one binding could be spelled several ways.
+    """
     packed = _IP_CACHE.get(ip)
     if packed is None:
-        if ":" in ip:
-            socket.inet_pton(socket.AF_INET6, ip)  # validate; raises OSError
-            packed = ip.encode("ascii")
-        else:
-            try:
-                packed = socket.inet_aton(ip)
-            except OSError as exc:
-                raise ValueError(f"ip must be an IPv4 or IPv6 address, not {ip!r}") from exc
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            raise ValueError(f"ip must be an IPv4 or IPv6 address, not {ip!r}") from None
+        # IPv6 is signed as the text given (Pyramid's rule), so both sides must spell it
+        # the same way; IPv4 is packed, as mod_auth_tkt does.
+        packed = address.packed if address.version == 4 else ip.encode("ascii")
         if len(_IP_CACHE) < 4096:
             _IP_CACHE[ip] = packed
     return packed
 
 
-def _data1(ip: str, timestamp: int) -> bytes:
-    ip_part = _ip_bytes(ip)
+#: IPv6 bindings sign ``address text + decimal timestamp`` with no separator (Pyramid's
+#: convention). With a variable number of digits, "…::1" + "1700000000" and "…::11" +
+#: "700000000" would be the same bytes: a ticket could be moved to another address by
+#: rewriting its timestamp. Requiring ten digits (timestamps from 2001-09-09 to 2286)
+#: makes the split unambiguous and keeps every real Pyramid ticket valid.
+_IPV6_MIN_TIMESTAMP = 10**9
+
+
+def _data1(ip_part: bytes, timestamp: int) -> bytes | None:
+    """Return the signed address-and-time prefix, or ``None`` if it would be ambiguous."""
     if len(ip_part) == 4:
         return ip_part + _pack_timestamp(timestamp)
-    # Pyramid's convention for IPv6 (mod_auth_tkt itself only signs IPv4).
+    if timestamp < _IPV6_MIN_TIMESTAMP or timestamp >= 10 * _IPV6_MIN_TIMESTAMP:
+        return None
     return ip_part + str(timestamp).encode("ascii")
 
 
@@ -176,10 +188,18 @@ def create_ticket(
     name = _digest_name(mod_auth_tkt, digest)
     if timestamp is None:
         timestamp = int(time.time())
-    elif not isinstance(timestamp, int) or not 0 <= timestamp <= 0xFFFFFFFF:
-        raise TicketError(f"timestamp must be a whole number of seconds in 0..2**32-1: {timestamp}")
+    elif (
+        not isinstance(timestamp, int)
+        or isinstance(timestamp, bool)
+        or not 0 <= timestamp <= 0xFFFFFFFF
+    ):
+        raise TicketError(f"timestamp must be whole seconds in 0..2**32-1, not {timestamp!r}")
     if not isinstance(userid, str) or not userid:
         raise TicketError("userid must be a non-empty string")
+    if isinstance(tokens, str | bytes):
+        raise TicketError("tokens must be a sequence of strings, not a single string")
+    if not isinstance(user_data, str):
+        raise TicketError(f"user_data must be a string, not {type(user_data).__name__}")
     uid = userid.encode("utf-8")
     token_list = tuple(tokens)
     for token in token_list:
@@ -189,10 +209,16 @@ def create_ticket(
     data = user_data.encode("utf-8")
     if b"!" in data:
         raise TicketError("user_data must not contain '!' (the ticket field separator)")
+    # NUL separates the fields inside the signed data: a NUL inside a field would let
+    # "admin\0" + "" be re-read as "admin" + "\0" under the same signature.
+    if b"\0" in uid or b"\0" in toks or b"\0" in data:
+        raise TicketError("userid, tokens and user_data must not contain NUL characters")
     shown_uid = quote(userid, safe="").encode("ascii") if quote_userid else uid
     if b"!" in shown_uid:
         raise TicketError("userid contains '!'; pass quote_userid=True to encode it")
-    data1 = _data1(ip, timestamp)
+    data1 = _data1(_ip_bytes(ip), timestamp)
+    if data1 is None:
+        raise TicketError("an IPv6-bound ticket needs a ten-digit timestamp (2001..2286)")
     data2 = uid + b"\0" + toks + b"\0" + data
     if name == "hmac-sha256":
         key = secret.current if isinstance(secret, Keyring) else _as_bytes(secret)
@@ -245,16 +271,16 @@ def validate_ticket(
         toks = b""
     elif len(parts) == 3:
         shown_uid, toks, data = parts
+        if not toks:
+            return None  # "uid!!data" would be a second spelling of "uid!data"
     else:
         return None
     uid = unquote_to_bytes(shown_uid) if quote_userid else shown_uid
-    if not uid:
+    if not uid or b"\0" in uid or b"\0" in toks or b"\0" in data:
+        return None  # NUL would let bytes move between fields under one signature
+    data1 = _data1(data1_ip, timestamp)
+    if data1 is None:
         return None
-    data1 = (
-        data1_ip + _pack_timestamp(timestamp)
-        if len(data1_ip) == 4
-        else data1_ip + str(timestamp).encode("ascii")
-    )
     message = data1 + uid + b"\0" + toks + b"\0" + data
     given = ticket[:size]
     index = -1
