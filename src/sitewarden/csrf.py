@@ -2,10 +2,11 @@
 
 A token proves that a form was rendered by this site for this user. It is::
 
-    base64url( pad ‖ pad ⊕ HMAC-SHA256(ring secret, context) )
+    base64url( salt ‖ HMAC-SHA256(ring secret, context ‖ salt) )
 
-where *context* is a purpose label, the user id (or an anonymous marker) and ``extra``,
-each length-prefixed. What each part stops:
+with a fresh 16-byte random *salt* per issue, and a *context* made of a purpose label,
+the user id (or an anonymous marker) and ``extra``, each length-prefixed. What each part
+stops:
 
 * **Forgery** — only the holder of the ring secret can compute the MAC. Signed-in users'
   tokens use the ``forms`` ring, anonymous ones the ``anon`` ring.
@@ -13,22 +14,22 @@ each length-prefixed. What each part stops:
   validates for another, and a token for one ``extra`` (one form) never validates for
   another. Fields are length-prefixed, unlike plone.protect's plain concatenation where
   ``("ab", "c")`` and ``("a", "bc")`` collide.
-* **BREACH** — a fresh random pad masks the MAC on every issue, so the bytes of the token
-  differ on every page and a compressed response leaks nothing that repeats.
+* **BREACH** — the random salt changes every byte of the token on every issue (salt and
+  MAC alike), so a compressed response leaks nothing that repeats across pages. A salted
+  MAC gives this without the XOR mask Django and Rails use, and costs no extra work.
 * **Lifetime** — a token stays valid while its secret stays in the ring (rotation retires
   it after ``size - 1`` further rotations), like plone.protect.
 
-Checking tries every secret of the ring, newest first, with
+Checking recomputes the MAC with every secret of the ring, newest first, compares with
 :func:`hmac.compare_digest`, and returns ``False`` — never raises — for any malformed
 token.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hmac
-import secrets
+import os
 
 from sitewarden.keyring import KeyManager
 
@@ -37,10 +38,20 @@ __all__ = ["ANONYMOUS", "TOKEN_LENGTH", "check_token", "create_token", "ring_for
 #: The identity anonymous visitors' tokens are bound to (it cannot be a user id: those
 #: are non-empty, and this marker is length-prefixed differently from any of them).
 ANONYMOUS = ""
+_SALT_BYTES = 16  # 128 bits: no two issues share a salt
 _MAC_BYTES = 32
-#: Length of a token in characters (64 bytes, unpadded base64url).
-TOKEN_LENGTH = 86
-_PURPOSE = b"sitewarden.csrf.v1\0"
+#: Length of a token in characters (48 bytes in base64url: no padding needed).
+TOKEN_LENGTH = 64
+_PURPOSE = b"sitewarden.csrf.v2\0"
+
+#: (userid, extra) → MAC input. Forms are rendered for the same users and forms over and
+#: over, so the encoding is done once per pair; bounded.
+_CONTEXTS: dict[tuple[str | None, str], bytes] = {}
+
+# base64url by translating standard base64: binascii directly skips the wrappers' checks
+# and copies (0.6 µs per decode); the length checks stand in for them.
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def ring_for(userid: str | None) -> str:
@@ -49,33 +60,32 @@ def ring_for(userid: str | None) -> str:
 
 
 def _context(userid: str | None, extra: str) -> bytes:
-    uid = b"" if userid is None else userid.encode("utf-8")
-    marker = b"A" if userid is None else b"U"
-    ext = extra.encode("utf-8")
-    return b"%s%s%d:%s%d:%s" % (_PURPOSE, marker, len(uid), uid, len(ext), ext)
-
-
-def _xor(a: bytes, b: bytes) -> bytes:
-    """XOR two 32-byte strings (through ints: one C operation instead of a byte loop)."""
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(_MAC_BYTES, "big")
-
-
-def _check_userid(userid: str | None) -> None:
-    if userid is not None and (not isinstance(userid, str) or not userid):
-        raise ValueError("userid must be a non-empty string, or None for anonymous visitors")
+    context = _CONTEXTS.get((userid, extra))
+    if context is None:
+        uid = b"" if userid is None else userid.encode("utf-8")
+        marker = b"A" if userid is None else b"U"
+        ext = extra.encode("utf-8")
+        context = b"%s%s%d:%s%d:%s" % (_PURPOSE, marker, len(uid), uid, len(ext), ext)
+        if len(_CONTEXTS) >= 4096:
+            _CONTEXTS.clear()
+        _CONTEXTS[(userid, extra)] = context
+    return context
 
 
 def create_token(keys: KeyManager, userid: str | None = None, extra: str = "") -> str:
-    """Return a fresh, masked authenticator for *userid* (``None``: anonymous).
+    """Return a fresh authenticator for *userid* (``None``: anonymous).
 
     *extra* scopes the token to one form or action (``extra="delete-page"``).
     """
-    _check_userid(userid)
-    ring = keys.ring(ring_for(userid))
-    mac = ring.macs()[0].digest(_context(userid, extra))
-    pad = secrets.token_bytes(_MAC_BYTES)
-    masked = _xor(pad, mac)
-    return base64.urlsafe_b64encode(pad + masked).rstrip(b"=").decode("ascii")
+    if userid is not None and (not isinstance(userid, str) or not userid):
+        raise ValueError("userid must be a non-empty string, or None for anonymous visitors")
+    if not isinstance(extra, str):
+        raise ValueError("extra must be a string")
+    ring = keys.ring("anon" if userid is None else "forms")
+    salt = os.urandom(_SALT_BYTES)  # the OS CSPRNG, as secrets.token_bytes uses
+    mac = ring.macs()[0].digest(_context(userid, extra) + salt)
+    encoded = binascii.b2a_base64(salt + mac, newline=False)
+    return encoded.translate(_TO_URLSAFE).decode("ascii")
 
 
 def check_token(
@@ -86,26 +96,27 @@ def check_token(
     If no secret in the cached ring matches, the ring is reloaded once (throttled) in
     case another process rotated it, and checked again.
     """
-    if not isinstance(token, str) or len(token) != TOKEN_LENGTH:
+    if type(token) is not str or len(token) != TOKEN_LENGTH:
         return False
-    if userid is not None and (not isinstance(userid, str) or not userid):
+    if userid is not None and (type(userid) is not str or not userid):
+        return False
+    if type(extra) is not str:
         return False
     try:
-        raw = base64.urlsafe_b64decode(token.encode("ascii") + b"==")
-    except (UnicodeEncodeError, binascii.Error, ValueError):
+        raw = binascii.a2b_base64(token.encode("ascii").translate(_FROM_URLSAFE))
+    except (UnicodeEncodeError, binascii.Error):
         return False
-    if len(raw) != 2 * _MAC_BYTES:
-        return False
-    mac = _xor(raw[:_MAC_BYTES], raw[_MAC_BYTES:])
-    context = _context(userid, extra)
-    name = ring_for(userid)
-    ring = keys.ring(name)
-    for candidate in ring.macs():
-        if hmac.compare_digest(candidate.digest(context), mac):
+    if len(raw) != _SALT_BYTES + _MAC_BYTES:
+        return False  # a2b_base64 drops stray characters: the length catches them
+    message = _context(userid, extra) + raw[:_SALT_BYTES]
+    mac = raw[_SALT_BYTES:]
+    name = "anon" if userid is None else "forms"
+    for candidate in keys.ring(name).macs():
+        if hmac.compare_digest(candidate.digest(message), mac):
             return True
     fresh = keys.reload_after_miss(name)
     if fresh is not None:
         for candidate in fresh.macs():
-            if hmac.compare_digest(candidate.digest(context), mac):
+            if hmac.compare_digest(candidate.digest(message), mac):
                 return True
     return False

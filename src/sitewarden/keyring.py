@@ -436,6 +436,9 @@ class KeyManager:
 
     def _remember(self, name: str, ring: Keyring) -> Keyring:
         with self._lock:
+            entry = self._cache.get(name)
+            if entry is not None and entry[1] == ring:
+                ring = entry[1]  # unchanged: keep the object and its pre-keyed MACs
             self._cache[name] = (time.monotonic(), ring)
         return ring
 

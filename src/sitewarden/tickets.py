@@ -33,11 +33,12 @@ import hmac
 import ipaddress
 import struct
 import time
+from binascii import hexlify, unhexlify
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 from urllib.parse import quote, unquote_to_bytes
 
-from sitewarden.hmackey import PrekeyedHMAC, prekeyed
+from sitewarden.hmackey import PrekeyedHMAC
 from sitewarden.keyring import Keyring
 
 __all__ = [
@@ -55,7 +56,6 @@ DIGESTS = ("hmac-sha256", "md5", "sha256", "sha512")
 
 #: Length of the digest field for each digest: raw HMAC bytes, or hex characters.
 _DIGEST_LENGTH = {"hmac-sha256": 32, "md5": 32, "sha256": 64, "sha512": 128}
-_HEX = frozenset(b"0123456789abcdef")
 _pack_timestamp = struct.Struct("!I").pack
 
 #: A secret as callers give it: bytes, text (UTF-8 encoded), or a whole keyring.
@@ -133,10 +133,12 @@ def _data1(ip_part: bytes, timestamp: int) -> bytes | None:
 
 
 def _as_bytes(secret: Secret) -> bytes:
-    if isinstance(secret, bytes):
+    if type(secret) is bytes:
         return secret
     if isinstance(secret, str):
         return secret.encode("utf-8")
+    if isinstance(secret, bytes):
+        return bytes(secret)
     raise TypeError(f"a secret must be bytes or str, not {type(secret).__name__}")
 
 
@@ -145,23 +147,122 @@ def _double_hash(algorithm: str, secret: bytes, data1: bytes, data2: bytes) -> b
     return hashlib.new(algorithm, first + secret).hexdigest().encode("ascii")
 
 
-def _macs(secret: Secrets) -> Sequence[PrekeyedHMAC]:
-    if isinstance(secret, Keyring):
-        return secret.macs("sha256")
-    if isinstance(secret, bytes | str):
-        return (prekeyed(_as_bytes(secret)),)
-    return [prekeyed(_as_bytes(s)) for s in secret]
+#: Pre-keyed HMAC-SHA256 by secret, for callers that pass bare secrets (a Keyring keeps
+#: its own). Keyed by the bytes alone so a lookup allocates nothing; bounded.
+_MACS: dict[bytes, PrekeyedHMAC] = {}
 
 
-def _raw_secrets(secret: Secrets) -> list[bytes]:
-    if isinstance(secret, Keyring):
-        return list(secret.secrets)
-    if isinstance(secret, bytes | str):
-        return [_as_bytes(secret)]
-    return [_as_bytes(s) for s in secret]
+def _mac_for(secret: bytes) -> PrekeyedHMAC:
+    mac = _MACS.get(secret)
+    if mac is None:
+        if len(_MACS) >= 1024:
+            _MACS.clear()
+        mac = _MACS[secret] = PrekeyedHMAC(secret)
+    return mac
+
+
+def _hmac_index(secret: Secrets, message: bytes, given: bytes) -> int:
+    """Return the position of the secret whose HMAC of *message* is *given*, or -1.
+
+    A secret of a type that cannot be a key validates nothing (-1), never raises.
+    """
+    try:
+        if isinstance(secret, Keyring):
+            macs: Sequence[PrekeyedHMAC] = secret.macs()
+        elif isinstance(secret, bytes | str):
+            macs = (_mac_for(_as_bytes(secret)),)
+        else:
+            macs = [_mac_for(_as_bytes(s)) for s in secret]
+    except TypeError:
+        return -1
+    for index, mac in enumerate(macs):
+        if hmac.compare_digest(mac.digest(message), given):
+            return index
+    return -1
+
+
+def _double_hash_index(
+    secret: Secrets, algorithm: str, data1: bytes, data2: bytes, given: bytes
+) -> int:
+    try:
+        if isinstance(secret, Keyring):
+            keys: Iterable[bytes] = secret.secrets
+        elif isinstance(secret, bytes | str):
+            keys = (_as_bytes(secret),)
+        else:
+            keys = [_as_bytes(s) for s in secret]
+    except TypeError:
+        return -1
+    for index, key in enumerate(keys):
+        if hmac.compare_digest(_double_hash(algorithm, key, data1, data2), given):
+            return index
+    return -1
+
+
+#: Token fields seen before → their tuple (a handful of distinct values per site); bounded.
+_TOKENS: dict[bytes, tuple[str, ...]] = {}
+
+
+def _split_tokens(toks: bytes) -> tuple[str, ...]:
+    """Decode a token field (strict UTF-8: raises UnicodeDecodeError) and remember it."""
+    tokens = tuple(toks.decode().split(","))
+    if len(_TOKENS) >= 1024:
+        _TOKENS.clear()
+    _TOKENS[toks] = tokens
+    return tokens
+
+
+_new_ticket = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
+
+# Byte values, for membership tests: `0 in data` is ten times faster than `b"\0" in data`.
+_NUL, _BANG, _COMMA = 0, ord("!"), ord(",")
 
 
 # -- creating ------------------------------------------------------------------------
+
+#: Checked and encoded (userid, tokens, user_data, quote) → (signed fields, shown fields).
+#: Sessions re-issue tickets for the same user on every refresh, so the checks and
+#: encodings are done once per distinct value set; bounded, only valid entries stored.
+_FIELDS: dict[tuple[str, tuple[str, ...], str, bool], tuple[bytes, bytes]] = {}
+
+
+def _check_fields(
+    userid: str, tokens: Iterable[str], user_data: str, quote_userid: bool
+) -> tuple[bytes, bytes]:
+    """Check and encode the fields: the signed ones (NUL-separated), the shown ones (``!``).
+
+    Raises :class:`TicketError` for anything that would make an ambiguous ticket. Results
+    for plain ``str``/``tuple`` arguments are remembered in ``_FIELDS``.
+    """
+    if not isinstance(userid, str) or not userid:
+        raise TicketError("userid must be a non-empty string")
+    if isinstance(tokens, str | bytes):
+        raise TicketError("tokens must be a sequence of strings, not a single string")
+    if not isinstance(user_data, str):
+        raise TicketError(f"user_data must be a string, not {type(user_data).__name__}")
+    token_list = tuple(tokens)
+    for token in token_list:
+        if not isinstance(token, str) or not token or "!" in token or "," in token:
+            raise TicketError(f"tokens must be non-empty strings without '!' or ',': {token!r}")
+    uid = userid.encode("utf-8")
+    toks = ",".join(token_list).encode("utf-8")
+    data = user_data.encode("utf-8")
+    if _BANG in data:
+        raise TicketError("user_data must not contain '!' (the ticket field separator)")
+    # NUL separates the fields inside the signed data: a NUL inside a field would let
+    # "admin\\0" + "" be re-read as "admin" + "\\0" under the same signature.
+    if _NUL in uid or _NUL in toks or _NUL in data:
+        raise TicketError("userid, tokens and user_data must not contain NUL characters")
+    shown_uid = quote(userid, safe="").encode("ascii") if quote_userid else uid
+    if _BANG in shown_uid:
+        raise TicketError("userid contains '!'; pass quote_userid=True to encode it")
+    signed = uid + b"\0" + toks + b"\0" + data
+    shown = shown_uid + b"!" + (toks + b"!" if toks else b"") + data
+    if type(tokens) is tuple and type(userid) is str and type(user_data) is str:
+        if len(_FIELDS) >= 4096:
+            _FIELDS.clear()
+        _FIELDS[(userid, tokens, user_data, quote_userid)] = (signed, shown)
+    return signed, shown
 
 
 def create_ticket(
@@ -183,53 +284,37 @@ def create_ticket(
     *ip* binds the ticket to a client address (the default ``0.0.0.0`` binds to none).
     *timestamp* defaults to now. Raises :class:`TicketError` for a field that would make
     an ambiguous ticket (``!`` in the user id, tokens or user data — use
-    ``quote_userid=True`` for user ids with ``!``; ``,`` in a token).
+    ``quote_userid=True`` for user ids with ``!``; ``,`` in a token; NUL anywhere).
     """
-    name = _digest_name(mod_auth_tkt, digest)
+    name = (
+        "hmac-sha256" if digest is None and not mod_auth_tkt else _digest_name(mod_auth_tkt, digest)
+    )
     if timestamp is None:
         timestamp = int(time.time())
-    elif (
-        not isinstance(timestamp, int)
-        or isinstance(timestamp, bool)
-        or not 0 <= timestamp <= 0xFFFFFFFF
-    ):
+    elif type(timestamp) is not int or not 0 <= timestamp <= 0xFFFFFFFF:
         raise TicketError(f"timestamp must be whole seconds in 0..2**32-1, not {timestamp!r}")
-    if not isinstance(userid, str) or not userid:
-        raise TicketError("userid must be a non-empty string")
-    if isinstance(tokens, str | bytes):
-        raise TicketError("tokens must be a sequence of strings, not a single string")
-    if not isinstance(user_data, str):
-        raise TicketError(f"user_data must be a string, not {type(user_data).__name__}")
-    uid = userid.encode("utf-8")
-    token_list = tuple(tokens)
-    for token in token_list:
-        if not isinstance(token, str) or not token or "!" in token or "," in token:
-            raise TicketError(f"tokens must be non-empty strings without '!' or ',': {token!r}")
-    toks = ",".join(token_list).encode("utf-8")
-    data = user_data.encode("utf-8")
-    if b"!" in data:
-        raise TicketError("user_data must not contain '!' (the ticket field separator)")
-    # NUL separates the fields inside the signed data: a NUL inside a field would let
-    # "admin\0" + "" be re-read as "admin" + "\0" under the same signature.
-    if b"\0" in uid or b"\0" in toks or b"\0" in data:
-        raise TicketError("userid, tokens and user_data must not contain NUL characters")
-    shown_uid = quote(userid, safe="").encode("ascii") if quote_userid else uid
-    if b"!" in shown_uid:
-        raise TicketError("userid contains '!'; pass quote_userid=True to encode it")
-    data1 = _data1(_ip_bytes(ip), timestamp)
+    try:
+        fields = _FIELDS.get((userid, tokens, user_data, quote_userid))  # type: ignore[arg-type]
+    except TypeError:  # unhashable arguments (a list of tokens): checked the long way
+        fields = None
+    signed, shown = fields or _check_fields(userid, tokens, user_data, quote_userid)
+    ip_part = _IP_CACHE.get(ip) or _ip_bytes(ip)
+    packed_time = _pack_timestamp(timestamp)
+    data1 = ip_part + packed_time if len(ip_part) == 4 else _data1(ip_part, timestamp)
     if data1 is None:
         raise TicketError("an IPv6-bound ticket needs a ten-digit timestamp (2001..2286)")
-    data2 = uid + b"\0" + toks + b"\0" + data
-    if name == "hmac-sha256":
-        key = secret.current if isinstance(secret, Keyring) else _as_bytes(secret)
-        mac = prekeyed(key).digest(data1 + data2)
+    if type(secret) is bytes:
+        key = secret
+    elif isinstance(secret, Keyring):
+        key = secret.current
     else:
-        key = secret.current if isinstance(secret, Keyring) else _as_bytes(secret)
-        mac = _double_hash(name, key, data1, data2)
-    ticket = mac + b"%08x" % timestamp + shown_uid + b"!"
-    if toks:
-        ticket += toks + b"!"
-    return ticket + data
+        key = _as_bytes(secret)
+    if name == "hmac-sha256":
+        mac = (_MACS.get(key) or _mac_for(key)).digest(data1 + signed)
+    else:
+        mac = _double_hash(name, key, data1, signed)
+    # hexlify of the packed time is the "%08x" field: eight lowercase hex digits.
+    return mac + hexlify(packed_time) + shown
 
 
 # -- validating ----------------------------------------------------------------------
@@ -254,64 +339,74 @@ def validate_ticket(
     expiry. Never raises for a malformed *ticket*; raises :class:`ValueError` only for a
     wrong *digest* or *ip* argument (a programming error, not bad input).
     """
-    name = _digest_name(mod_auth_tkt, digest)
-    data1_ip = _ip_bytes(ip)  # validate the argument before looking at input
+    if digest is None and not mod_auth_tkt:
+        name, size = "hmac-sha256", 32
+    else:
+        name = _digest_name(mod_auth_tkt, digest)
+        size = _DIGEST_LENGTH[name]
+    ip_part = _IP_CACHE.get(ip) or _ip_bytes(ip)  # check the argument before the input
     if type(ticket) is not bytes:
         if not isinstance(ticket, bytes | bytearray | memoryview):
             return None
         ticket = bytes(ticket)
-    size = _DIGEST_LENGTH[name]
     stamp = ticket[size : size + 8]
-    if len(stamp) != 8 or not _HEX.issuperset(stamp):
+    # Exactly eight lowercase hex digits. unhexlify refuses anything but hex pairs (int()
+    # would also take "0x1f", "+1f", " 1f", "1_f") and the lower() test refuses "A-F":
+    # otherwise several byte strings could carry one signature.
+    try:
+        packed_time = unhexlify(stamp)
+    except binascii.Error:
         return None
-    timestamp = int(stamp, 16)
-    parts = ticket[size + 8 :].split(b"!")
+    if len(packed_time) != 4 or stamp != stamp.lower():
+        return None
+    timestamp = int.from_bytes(packed_time, "big")
+    rest = ticket[size + 8 :]
+    if _NUL in rest:
+        return None  # NUL would let bytes move between fields under one signature
+    parts = rest.split(b"!")
     if len(parts) == 2:
-        shown_uid, data = parts
+        uid, data = parts
         toks = b""
+        signed = uid + b"\0\0" + data
     elif len(parts) == 3:
-        shown_uid, toks, data = parts
+        uid, toks, data = parts
         if not toks:
             return None  # "uid!!data" would be a second spelling of "uid!data"
+        signed = rest.replace(b"!", b"\0")
     else:
         return None
-    uid = unquote_to_bytes(shown_uid) if quote_userid else shown_uid
-    if not uid or b"\0" in uid or b"\0" in toks or b"\0" in data:
-        return None  # NUL would let bytes move between fields under one signature
-    data1 = _data1(data1_ip, timestamp)
+    if quote_userid:
+        uid = unquote_to_bytes(uid)
+        if _NUL in uid:
+            return None
+        signed = uid + b"\0" + toks + b"\0" + data
+    if not uid:
+        return None
+    data1 = ip_part + packed_time if len(ip_part) == 4 else _data1(ip_part, timestamp)
     if data1 is None:
         return None
-    message = data1 + uid + b"\0" + toks + b"\0" + data
     given = ticket[:size]
-    index = -1
-    try:
-        if name == "hmac-sha256":
-            for i, mac in enumerate(_macs(secret)):
-                if hmac.compare_digest(mac.digest(message), given):
-                    index = i
-                    break
-        else:
-            data2 = uid + b"\0" + toks + b"\0" + data
-            for i, key in enumerate(_raw_secrets(secret)):
-                if hmac.compare_digest(_double_hash(name, key, data1, data2), given):
-                    index = i
-                    break
-    except TypeError:
-        return None  # a secret of the wrong type cannot validate anything
+    if name != "hmac-sha256":
+        index = _double_hash_index(secret, name, data1, signed, given)
+    elif type(secret) is bytes:  # the common case inline: this runs on every request
+        mac = _MACS.get(secret) or _mac_for(secret)
+        index = 0 if hmac.compare_digest(mac.digest(data1 + signed), given) else -1
+    else:
+        index = _hmac_index(secret, data1 + signed, given)
     if index < 0:
         return None
-    if timeout:
-        if now is None:
-            now = time.time()
-        if timestamp + timeout <= now:
-            return None
+    if timeout and timestamp + timeout <= (time.time() if now is None else now):
+        return None
     try:
-        return Ticket(
-            uid.decode("utf-8"),
-            tuple(toks.decode("utf-8").split(",")) if toks else (),
-            data.decode("utf-8"),
-            timestamp,
-            index,
+        return _new_ticket(
+            Ticket,
+            (
+                uid.decode(),  # UTF-8, strict
+                (_TOKENS.get(toks) or _split_tokens(toks)) if toks else (),
+                data.decode(),
+                timestamp,
+                index,
+            ),
         )
     except UnicodeDecodeError:
         return None
