@@ -648,6 +648,7 @@ def test_digests_are_compared_with_compare_digest(monkeypatch, digest) -> None:
         return real(a, b)
 
     monkeypatch.setattr(tickets.hmac, "compare_digest", recording)
+    tickets._VERIFIED.clear()  # the cold path: a remembered ticket needs no comparison
     size = SIZE[digest]
     ticket = _make(digest)
     assert validate_ticket(SECRET, ticket, digest=digest) is not None
@@ -660,7 +661,8 @@ def test_digests_are_compared_with_compare_digest(monkeypatch, digest) -> None:
     assert len(calls) == 2  # one comparison per secret, none skipped
     assert all(given == forged[:size] and len(computed) == size for computed, given in calls)
 
-    # the verdict is compare_digest's: nothing else decides
+    # the verdict is compare_digest's: nothing else decides (on the full path)
+    tickets._VERIFIED.clear()
     monkeypatch.setattr(tickets.hmac, "compare_digest", lambda a, b: False)
     assert validate_ticket(SECRET, ticket, digest=digest) is None
     monkeypatch.setattr(tickets.hmac, "compare_digest", lambda a, b: True)

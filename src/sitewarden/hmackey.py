@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["PrekeyedHMAC", "prekeyed"]
+__all__ = ["PREKEYED_SHA256", "PrekeyedHMAC", "prekeyed"]
 
 
 class PrekeyedHMAC:
@@ -58,20 +58,22 @@ class PrekeyedHMAC:
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
 
-_CACHE: dict[tuple[bytes, str], PrekeyedHMAC] = {}
+#: HMAC-SHA256 states by key, shared by every caller. Keyed by the key bytes alone, so a
+#: hot path can look a key up with ``PREKEYED_SHA256.get(key)`` without allocating;
+#: entries are added through :func:`prekeyed`, which keeps the cache bounded.
+PREKEYED_SHA256: dict[bytes, PrekeyedHMAC] = {}
 _CACHE_LIMIT = 1024
 
 
-def prekeyed(key: bytes, algorithm: str = "sha256") -> PrekeyedHMAC:
-    """Return a cached :class:`PrekeyedHMAC` for *key*.
+def prekeyed(key: bytes) -> PrekeyedHMAC:
+    """Return the cached HMAC-SHA256 :class:`PrekeyedHMAC` for *key*.
 
     The cache is bounded (it is emptied when full), so a stream of distinct keys cannot
     grow memory without limit.
     """
-    cache_key = (key, algorithm)
-    mac = _CACHE.get(cache_key)
+    mac = PREKEYED_SHA256.get(key)
     if mac is None:
-        if len(_CACHE) >= _CACHE_LIMIT:
-            _CACHE.clear()
-        mac = _CACHE[cache_key] = PrekeyedHMAC(key, algorithm)
+        if len(PREKEYED_SHA256) >= _CACHE_LIMIT:
+            PREKEYED_SHA256.clear()
+        mac = PREKEYED_SHA256[key] = PrekeyedHMAC(key)
     return mac

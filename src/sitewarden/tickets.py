@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 from urllib.parse import quote, unquote_to_bytes
 
-from sitewarden.hmackey import PrekeyedHMAC
+from sitewarden.hmackey import PREKEYED_SHA256, PrekeyedHMAC, prekeyed
 from sitewarden.keyring import Keyring
 
 __all__ = [
@@ -92,7 +92,10 @@ def _digest_name(mod_auth_tkt: bool, digest: str | None) -> str:
     return digest
 
 
-_IP_CACHE: dict[str, bytes] = {"0.0.0.0": b"\0\0\0\0"}  # noqa: S104 (an address, not a bind)
+#: The default ``ip``: "bound to no address" (plone.session never binds tickets to one).
+_ANY_ADDRESS = "0.0.0.0"  # noqa: S104 (an address, not a bind)
+_NO_IP = b"\0\0\0\0"
+_IP_CACHE: dict[str, bytes] = {_ANY_ADDRESS: _NO_IP}
 
 
 def _ip_bytes(ip: str) -> bytes:
@@ -147,20 +150,6 @@ def _double_hash(algorithm: str, secret: bytes, data1: bytes, data2: bytes) -> b
     return hashlib.new(algorithm, first + secret).hexdigest().encode("ascii")
 
 
-#: Pre-keyed HMAC-SHA256 by secret, for callers that pass bare secrets (a Keyring keeps
-#: its own). Keyed by the bytes alone so a lookup allocates nothing; bounded.
-_MACS: dict[bytes, PrekeyedHMAC] = {}
-
-
-def _mac_for(secret: bytes) -> PrekeyedHMAC:
-    mac = _MACS.get(secret)
-    if mac is None:
-        if len(_MACS) >= 1024:
-            _MACS.clear()
-        mac = _MACS[secret] = PrekeyedHMAC(secret)
-    return mac
-
-
 def _hmac_index(secret: Secrets, message: bytes, given: bytes) -> int:
     """Return the position of the secret whose HMAC of *message* is *given*, or -1.
 
@@ -170,9 +159,9 @@ def _hmac_index(secret: Secrets, message: bytes, given: bytes) -> int:
         if isinstance(secret, Keyring):
             macs: Sequence[PrekeyedHMAC] = secret.macs()
         elif isinstance(secret, bytes | str):
-            macs = (_mac_for(_as_bytes(secret)),)
+            macs = (prekeyed(_as_bytes(secret)),)
         else:
-            macs = [_mac_for(_as_bytes(s)) for s in secret]
+            macs = [prekeyed(_as_bytes(s)) for s in secret]
     except TypeError:
         return -1
     for index, mac in enumerate(macs):
@@ -210,6 +199,18 @@ def _split_tokens(toks: bytes) -> tuple[str, ...]:
         _TOKENS.clear()
     _TOKENS[toks] = tokens
     return tokens
+
+
+#: Tickets found genuine recently → (what verified it, ip part, quote flag, Ticket).
+#: Browsers send the same cookie on every request until it is refreshed, so most
+#: validations repeat one made moments ago; a hit skips parsing and the HMAC. Only tickets
+#: whose MAC verified are stored, each with exactly what verified it (the secret bytes
+#: object, or the keyring's MAC tuple, which any rotation replaces), and a hit counts only
+#: with that same object, address and flag. The timeout is checked on every call. Entries
+#: cannot be planted (a forged ticket never verifies) and the table is bounded.
+_VERIFIED: dict[bytes, tuple[object, bytes, bool, Ticket]] = {}
+_VERIFIED_LIMIT = 4096
+_VERIFIED_MAX_TICKET = 1024  # bytes: the table's memory stays under ~8 MiB
 
 
 _new_ticket = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
@@ -270,7 +271,7 @@ def create_ticket(
     userid: str,
     tokens: Iterable[str] = (),
     user_data: str = "",
-    ip: str = "0.0.0.0",  # noqa: S104 (an address, not a bind)
+    ip: str = _ANY_ADDRESS,
     timestamp: int | None = None,
     *,
     mod_auth_tkt: bool = False,
@@ -310,7 +311,7 @@ def create_ticket(
     else:
         key = _as_bytes(secret)
     if name == "hmac-sha256":
-        mac = (_MACS.get(key) or _mac_for(key)).digest(data1 + signed)
+        mac = (PREKEYED_SHA256.get(key) or prekeyed(key)).digest(data1 + signed)
     else:
         mac = _double_hash(name, key, data1, signed)
     # hexlify of the packed time is the "%08x" field: eight lowercase hex digits.
@@ -323,7 +324,7 @@ def create_ticket(
 def validate_ticket(
     secret: Secrets,
     ticket: bytes,
-    ip: str = "0.0.0.0",  # noqa: S104 (an address, not a bind)
+    ip: str = _ANY_ADDRESS,
     timeout: float = 0,
     now: float | None = None,
     *,
@@ -344,11 +345,23 @@ def validate_ticket(
     else:
         name = _digest_name(mod_auth_tkt, digest)
         size = _DIGEST_LENGTH[name]
-    ip_part = _IP_CACHE.get(ip) or _ip_bytes(ip)  # check the argument before the input
+    # check the argument before the input; the default needs no lookup
+    ip_part = _NO_IP if ip is _ANY_ADDRESS else _IP_CACHE.get(ip) or _ip_bytes(ip)
     if type(ticket) is not bytes:
         if not isinstance(ticket, bytes | bytearray | memoryview):
             return None
         ticket = bytes(ticket)
+    if name == "hmac-sha256":
+        hit = _VERIFIED.get(ticket)
+        if hit is not None and hit[1] == ip_part and hit[2] == quote_userid:
+            proof = hit[0]
+            # Only with exactly what verified it: the same secret object, or the same
+            # ring state (a Keyring's MAC tuple is replaced by any rotation or refill).
+            if proof is secret or (type(secret) is Keyring and proof is secret.macs()):
+                found = hit[3]
+                if timeout and found[3] + timeout <= (time.time() if now is None else now):
+                    return None
+                return found
     stamp = ticket[size : size + 8]
     # Exactly eight lowercase hex digits. unhexlify refuses anything but hex pairs (int()
     # would also take "0x1f", "+1f", " 1f", "1_f") and the lower() test refuses "A-F":
@@ -357,7 +370,7 @@ def validate_ticket(
         packed_time = unhexlify(stamp)
     except binascii.Error:
         return None
-    if len(packed_time) != 4 or stamp != stamp.lower():
+    if len(packed_time) != 4 or not (stamp.islower() or stamp.isdigit()):
         return None
     timestamp = int.from_bytes(packed_time, "big")
     rest = ticket[size + 8 :]
@@ -389,7 +402,7 @@ def validate_ticket(
     if name != "hmac-sha256":
         index = _double_hash_index(secret, name, data1, signed, given)
     elif type(secret) is bytes:  # the common case inline: this runs on every request
-        mac = _MACS.get(secret) or _mac_for(secret)
+        mac = PREKEYED_SHA256.get(secret) or prekeyed(secret)
         index = 0 if hmac.compare_digest(mac.digest(data1 + signed), given) else -1
     else:
         index = _hmac_index(secret, data1 + signed, given)
@@ -398,7 +411,7 @@ def validate_ticket(
     if timeout and timestamp + timeout <= (time.time() if now is None else now):
         return None
     try:
-        return _new_ticket(
+        found = _new_ticket(
             Ticket,
             (
                 uid.decode(),  # UTF-8, strict
@@ -410,6 +423,15 @@ def validate_ticket(
         )
     except UnicodeDecodeError:
         return None
+    if name == "hmac-sha256" and len(ticket) <= _VERIFIED_MAX_TICKET:
+        proof = (
+            secret if type(secret) is bytes else secret.macs() if type(secret) is Keyring else None
+        )
+        if proof is not None:
+            if len(_VERIFIED) >= _VERIFIED_LIMIT:
+                _VERIFIED.clear()
+            _VERIFIED[ticket] = (proof, ip_part, quote_userid, found)
+    return found
 
 
 # -- cookies -------------------------------------------------------------------------
