@@ -1,0 +1,510 @@
+"""The policy: every setting of the web layer, its presets, TOML loading and validation.
+
+One :class:`Policy` configures everything. It is built from a preset (``basic``,
+``balanced`` — the default — or ``strict``) and overrides given as keywords or in a
+``sitewarden.toml`` file, and is validated completely at start-up: a wrong setting stops
+start-up with a :class:`~sitewarden.errors.ConfigError` that names it. ``sitewarden check``
+(a later release) audits the same object.
+
+The presets are documented header by header in ``docs/presets.md``; the values below are
+the single source of truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from sitewarden.errors import ConfigError
+
+__all__ = [
+    "CSP",
+    "FINGERPRINT_HEADERS",
+    "PRESETS",
+    "Policy",
+    "load_policy",
+]
+
+#: A Content-Security-Policy as directive → sources (``[]`` for a directive without value).
+CSP = dict[str, list[str]]
+
+#: Response headers that reveal the server software (the OWASP Secure Headers Project's
+#: removal list, the common part); removed from every response.
+FINGERPRINT_HEADERS: tuple[str, ...] = (
+    "server",
+    "x-powered-by",
+    "x-aspnet-version",
+    "x-aspnetmvc-version",
+    "x-generator",
+    "x-php-version",
+    "x-redirect-by",
+    "x-runtime",
+    "x-version",
+    "x-backend-server",
+    "x-server",
+    "x-drupal-cache",
+    "x-drupal-dynamic-cache",
+    "x-varnish",
+    "x-served-by",
+    "x-powered-cms",
+    "x-turbo-charged-by",
+    "x-nextjs-cache",
+    "x-envoy-upstream-service-time",
+    "x-kong-upstream-latency",
+    "x-kong-proxy-latency",
+    "x-sourcemap",
+    "sourcemap",
+    "liferay-portal",
+    "x-atmosphere-first-request",
+    "x-pingback",
+    "via",
+)
+
+#: Plone's management screens: ``manage`` and ``manage_*`` as any path segment.
+DEFAULT_MANAGE_PATHS: tuple[str, ...] = ("manage", "manage_*")
+
+_PERMISSIONS_POLICY_OFF = (
+    "accelerometer",
+    "autoplay",
+    "camera",
+    "display-capture",
+    "encrypted-media",
+    "geolocation",
+    "gyroscope",
+    "magnetometer",
+    "microphone",
+    "midi",
+    "payment",
+    "usb",
+    "xr-spatial-tracking",
+    "browsing-topics",
+)
+
+
+def _csp(text: str) -> CSP:
+    return {d.split()[0]: d.split()[1:] for d in (p.strip() for p in text.split(";")) if d}
+
+
+#: The presets: each maps every setting it fixes to its value. ``balanced`` is the default.
+PRESETS: dict[str, dict[str, Any]] = {
+    "basic": {
+        "hsts_max_age": 15_552_000,  # 180 days: the Observatory's "at least six months"
+        "hsts_include_subdomains": False,
+        "csp": _csp(
+            "default-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+            "frame-ancestors 'self'"
+        ),
+        "frame_options": "SAMEORIGIN",
+        "referrer_policy": "strict-origin-when-cross-origin",
+        "permissions_policy": {"browsing-topics": []},
+        "cross_origin_opener_policy": "same-origin-allow-popups",
+        "cross_origin_resource_policy": "same-site",
+        "session_samesite": "Lax",
+        "session_idle_timeout": 3600,
+        "session_absolute_timeout": 12 * 3600,
+    },
+    "balanced": {
+        "hsts_max_age": 31_536_000,  # one year
+        "hsts_include_subdomains": True,
+        "csp": _csp(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+        ),
+        "frame_options": "SAMEORIGIN",
+        "referrer_policy": "strict-origin-when-cross-origin",
+        "permissions_policy": {name: [] for name in _PERMISSIONS_POLICY_OFF},
+        "cross_origin_opener_policy": "same-origin",
+        "cross_origin_resource_policy": "same-origin",
+        "session_samesite": "Lax",
+        "session_idle_timeout": 1800,
+        "session_absolute_timeout": 8 * 3600,
+    },
+    "strict": {
+        "hsts_max_age": 63_072_000,  # two years
+        "hsts_include_subdomains": True,
+        "csp": _csp(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            "font-src 'self'; connect-src 'self'; manifest-src 'self'; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        ),
+        "frame_options": "DENY",
+        "referrer_policy": "no-referrer",
+        "permissions_policy": {name: [] for name in _PERMISSIONS_POLICY_OFF},
+        "cross_origin_opener_policy": "same-origin",
+        "cross_origin_resource_policy": "same-origin",
+        "session_samesite": "Strict",
+        "session_idle_timeout": 900,
+        "session_absolute_timeout": 4 * 3600,
+    },
+}
+
+_FRAME_OPTIONS = ("DENY", "SAMEORIGIN")
+_REFERRER_POLICIES = (
+    "no-referrer",
+    "no-referrer-when-downgrade",
+    "origin",
+    "origin-when-cross-origin",
+    "same-origin",
+    "strict-origin",
+    "strict-origin-when-cross-origin",
+    "unsafe-url",
+)
+_COOP = ("same-origin", "same-origin-allow-popups", "noopener-allow-popups", "unsafe-none")
+_CORP = ("same-origin", "same-site", "cross-origin")
+_COEP = ("require-corp", "credentialless", "unsafe-none")
+_SAMESITE = ("Strict", "Lax", "None")
+_CSRF_MODES = ("enforce", "log-only", "off")
+_STORE_FAILURE = ("closed", "open")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token (header/cookie names)
+_CSP_DIRECTIVE = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Policy:
+    """Every setting of the web layer, validated. Build it with :func:`load_policy`.
+
+    Each field is documented in ``docs/settings.md``; the preset decides the values of the
+    header and session fields that are not given.
+    """
+
+    preset: Literal["basic", "balanced", "strict"] = "balanced"
+    store: str | None = None
+
+    # -- hosts, proxies, HTTPS ---------------------------------------------------------
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    trusted_proxies: tuple[str, ...] = ()
+    https_redirect: bool = True
+    https_port: int | None = None
+
+    # -- headers -----------------------------------------------------------------------
+    hsts_max_age: int = 31_536_000
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
+    csp: CSP | None = None
+    csp_report_only: CSP | None = None
+    csp_nonce: bool = True
+    csp_report_path: str | None = "/.sitewarden/csp-report"
+    csp_report_max_bytes: int = 16_384
+    csp_report_rate: int = 60  # reports per client address per minute
+    frame_options: str | None = "SAMEORIGIN"
+    referrer_policy: str | None = "strict-origin-when-cross-origin"
+    permissions_policy: dict[str, list[str]] | None = None
+    cross_origin_opener_policy: str | None = "same-origin"
+    cross_origin_resource_policy: str | None = "same-origin"
+    cross_origin_embedder_policy: str | None = None
+    x_content_type_options: bool = True
+    x_permitted_cross_domain_policies: str | None = "none"
+    remove_headers: tuple[str, ...] = FINGERPRINT_HEADERS
+    no_store_when_signed_in: bool = True
+    clear_site_data_on_logout: bool = True
+    harden_cookies: bool = True
+    harden_cookies_except: tuple[str, ...] = ()  # cookie names scripts must read
+    cookie_samesite: str = "Lax"
+
+    # -- management paths --------------------------------------------------------------
+    manage_paths: tuple[str, ...] = DEFAULT_MANAGE_PATHS
+    manage_hosts: tuple[str, ...] = ()
+    manage_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+    # -- sessions ----------------------------------------------------------------------
+    session_cookie: str = "sw_session"
+    session_cookie_secure: bool = True
+    session_samesite: str = "Lax"
+    session_idle_timeout: int = 1800
+    session_absolute_timeout: int = 8 * 3600
+    session_refresh_after: int | None = None  # default: a quarter of the idle timeout
+
+    # -- CSRF --------------------------------------------------------------------------
+    csrf: str = "enforce"
+    csrf_trusted_origins: tuple[str, ...] = ()
+    csrf_exempt_paths: tuple[str, ...] = ()
+    csrf_field: str = "_authenticator"
+    csrf_header: str = "X-CSRF-Token"
+
+    # -- CORS --------------------------------------------------------------------------
+    cors_origins: tuple[str, ...] = ()
+    cors_allow_credentials: bool = False
+    cors_allow_methods: tuple[str, ...] = ("GET", "HEAD", "POST")
+    cors_allow_headers: tuple[str, ...] = ()
+    cors_expose_headers: tuple[str, ...] = ()
+    cors_max_age: int = 600
+    cors_paths: tuple[str, ...] = ("/*",)
+
+    # -- store failures ----------------------------------------------------------------
+    on_store_failure: str = "closed"
+
+    def __post_init__(self) -> None:
+        """Validate every field; raise :class:`ConfigError` naming the first bad one."""
+        _validate(self)
+
+    @property
+    def session_cookie_name(self) -> str:
+        """The session cookie's name: ``__Host-`` prefixed whenever it is Secure."""
+        if self.session_cookie_secure and not self.session_cookie.startswith("__"):
+            return "__Host-" + self.session_cookie
+        return self.session_cookie
+
+    @property
+    def refresh_after(self) -> int:
+        """Seconds after which a session ticket is re-issued on the next request."""
+        if self.session_refresh_after is not None:
+            return self.session_refresh_after
+        return max(1, self.session_idle_timeout // 4)
+
+
+_TUPLE_FIELDS = {f.name for f in dataclasses.fields(Policy) if str(f.type).startswith("tuple[")}
+_FIELD_NAMES = {f.name for f in dataclasses.fields(Policy)}
+
+
+def load_policy(
+    preset: str = "balanced", file: str | Path | None = None, **settings: Any
+) -> Policy:
+    """Build a :class:`Policy` from *preset*, then *file* (TOML), then keyword *settings*.
+
+    Later sources win. Unknown settings and wrong values raise :class:`ConfigError` naming
+    the setting (and the file).
+    """
+    merged: dict[str, Any] = {}
+    source = "keyword"
+    if file is not None:
+        path = Path(file)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the settings file ({exc.strerror})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        table = data.get("sitewarden", data)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [sitewarden] must be a table")
+        preset = table.pop("preset", preset)
+        for name in table:
+            if name not in _FIELD_NAMES:
+                raise ConfigError(f"{path}: unknown setting {name!r}{_suggest(name)}")
+        merged.update(table)
+        source = str(path)
+    preset = settings.pop("preset", preset)
+    for name in settings:
+        if name not in _FIELD_NAMES:
+            raise ConfigError(f"unknown setting {name!r}{_suggest(name)}")
+    merged.update(settings)
+    if preset not in PRESETS:
+        raise ConfigError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+    values: dict[str, Any] = {**PRESETS[preset], **merged, "preset": preset}
+    for name in list(values):
+        value = values[name]
+        if name in _TUPLE_FIELDS:
+            if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+                raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
+            values[name] = tuple(value)
+        elif name in ("csp", "csp_report_only") and isinstance(value, str):
+            values[name] = _csp(value)
+    try:
+        return Policy(**values)
+    except ConfigError as exc:
+        if source != "keyword":
+            raise ConfigError(f"{source}: {exc}") from None
+        raise
+
+
+def _suggest(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(_FIELD_NAMES), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# -- validation ------------------------------------------------------------------------
+
+
+def _fail(name: str, message: str) -> ConfigError:
+    return ConfigError(f"{name}: {message}")
+
+
+def _check_type(policy: Policy, name: str, kinds: type | tuple[type, ...]) -> None:
+    value = getattr(policy, name)
+    bad_bool = isinstance(value, bool) and bool not in (
+        kinds if isinstance(kinds, tuple) else (kinds,)
+    )
+    if not isinstance(value, kinds) or bad_bool:
+        raise _fail(name, f"expected {_kind_name(kinds)}, got {value!r}")
+
+
+def _kind_name(kinds: type | tuple[type, ...]) -> str:
+    names = [k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,))]
+    return " or ".join("nothing (None)" if n == "NoneType" else n for n in names)
+
+
+def _check_choice(policy: Policy, name: str, choices: tuple[str, ...], optional: bool) -> None:
+    value = getattr(policy, name)
+    if value is None and optional:
+        return
+    if value not in choices:
+        allowed = ", ".join(choices) + (", or None to send none" if optional else "")
+        raise _fail(name, f"expected one of {allowed}; got {value!r}")
+
+
+def _check_strings(policy: Policy, name: str) -> None:
+    for item in getattr(policy, name):
+        if not isinstance(item, str) or not item:
+            raise _fail(name, f"expected non-empty strings, got {item!r}")
+
+
+def _check_networks(policy: Policy, name: str) -> None:
+    for item in getattr(policy, name):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (ValueError, TypeError):
+            raise _fail(name, f"{item!r} is not an IP network (CIDR such as 10.0.0.0/8)") from None
+
+
+def _check_csp(name: str, value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict) or not value:
+        raise _fail(name, "expected a table of directive = [sources], or None")
+    for directive, sources in value.items():
+        if not isinstance(directive, str) or not _CSP_DIRECTIVE.match(directive):
+            raise _fail(name, f"invalid directive name {directive!r}")
+        if not isinstance(sources, list | tuple) or not all(
+            isinstance(s, str) and s and not any(c in s for c in ";,\r\n") for s in sources
+        ):
+            raise _fail(name, f"{directive}: sources must be a list of strings without ';' or ','")
+        for source in sources:
+            bare = source.strip("'")
+            if bare in (
+                "self",
+                "none",
+                "unsafe-inline",
+                "unsafe-eval",
+                "strict-dynamic",
+                "unsafe-hashes",
+                "report-sample",
+                "wasm-unsafe-eval",
+            ) and not (source.startswith("'") and source.endswith("'")):
+                raise _fail(name, f"{directive}: the keyword {bare} must be quoted: '{bare}'")
+
+
+def _validate(p: Policy) -> None:
+    _check_choice(p, "preset", tuple(PRESETS), optional=False)
+    if p.store is not None and not isinstance(p.store, str):
+        raise _fail("store", f"expected a store URL, got {p.store!r}")
+    for name in _TUPLE_FIELDS:
+        if not isinstance(getattr(p, name), tuple):
+            raise _fail(name, "expected a list of strings")
+        _check_strings(p, name)
+    for host in p.allowed_hosts:
+        if host != "*" and not re.match(r"^(\*\.)?[A-Za-z0-9.:\[\]-]+$", host):
+            raise _fail("allowed_hosts", f"{host!r} is not a host name or '*.domain' pattern")
+    _check_networks(p, "trusted_proxies")
+    _check_networks(p, "manage_networks")
+    for name in (
+        "https_redirect",
+        "hsts_include_subdomains",
+        "hsts_preload",
+        "csp_nonce",
+        "x_content_type_options",
+        "no_store_when_signed_in",
+        "clear_site_data_on_logout",
+        "harden_cookies",
+        "session_cookie_secure",
+        "cors_allow_credentials",
+    ):
+        _check_type(p, name, bool)
+    for name in (
+        "hsts_max_age",
+        "csp_report_max_bytes",
+        "csp_report_rate",
+        "session_idle_timeout",
+        "session_absolute_timeout",
+        "cors_max_age",
+    ):
+        _check_type(p, name, int)
+        if getattr(p, name) < 0:
+            raise _fail(name, "must not be negative")
+    if p.https_port is not None and (
+        isinstance(p.https_port, bool)
+        or not isinstance(p.https_port, int)
+        or not 0 < p.https_port < 65536
+    ):
+        raise _fail("https_port", f"expected a port number, got {p.https_port!r}")
+    if p.hsts_preload and (p.hsts_max_age < 31_536_000 or not p.hsts_include_subdomains):
+        raise _fail(
+            "hsts_preload",
+            "the preload list requires hsts_max_age ≥ 31536000 and hsts_include_subdomains",
+        )
+    _check_csp("csp", p.csp)
+    _check_csp("csp_report_only", p.csp_report_only)
+    if p.csp_report_path is not None and (
+        not isinstance(p.csp_report_path, str) or not p.csp_report_path.startswith("/")
+    ):
+        raise _fail("csp_report_path", "expected a path starting with '/', or None")
+    _check_choice(p, "frame_options", _FRAME_OPTIONS, optional=True)
+    _check_choice(p, "referrer_policy", _REFERRER_POLICIES, optional=True)
+    _check_choice(p, "cross_origin_opener_policy", _COOP, optional=True)
+    _check_choice(p, "cross_origin_resource_policy", _CORP, optional=True)
+    _check_choice(p, "cross_origin_embedder_policy", _COEP, optional=True)
+    _check_choice(
+        p,
+        "x_permitted_cross_domain_policies",
+        ("none", "master-only", "by-content-type", "all"),
+        optional=True,
+    )
+    if p.permissions_policy is not None:
+        if not isinstance(p.permissions_policy, dict):
+            raise _fail("permissions_policy", "expected a table of feature = [origins]")
+        for feature, allow in p.permissions_policy.items():
+            if not isinstance(feature, str) or not _CSP_DIRECTIVE.match(feature):
+                raise _fail("permissions_policy", f"invalid feature name {feature!r}")
+            if not isinstance(allow, list | tuple) or not all(isinstance(a, str) for a in allow):
+                raise _fail("permissions_policy", f"{feature}: expected a list of origins")
+    for name in ("remove_headers",):
+        for header in getattr(p, name):
+            if not _TOKEN.match(header):
+                raise _fail(name, f"{header!r} is not a header name")
+    _check_choice(p, "cookie_samesite", _SAMESITE, optional=False)
+    _check_choice(p, "session_samesite", _SAMESITE, optional=False)
+    if not isinstance(p.session_cookie, str) or not _TOKEN.match(p.session_cookie):
+        raise _fail("session_cookie", f"{p.session_cookie!r} is not a valid cookie name")
+    if p.session_samesite == "None" and not p.session_cookie_secure:
+        raise _fail("session_samesite", "SameSite=None needs session_cookie_secure = true")
+    if p.session_idle_timeout == 0 or p.session_absolute_timeout == 0:
+        raise _fail(
+            "session_idle_timeout" if p.session_idle_timeout == 0 else "session_absolute_timeout",
+            "must be positive: a session that never expires is refused",
+        )
+    if p.session_idle_timeout > p.session_absolute_timeout:
+        raise _fail("session_idle_timeout", "must not exceed session_absolute_timeout")
+    if p.session_refresh_after is not None and (
+        isinstance(p.session_refresh_after, bool)
+        or not isinstance(p.session_refresh_after, int)
+        or not 0 < p.session_refresh_after < p.session_idle_timeout
+    ):
+        raise _fail("session_refresh_after", "expected seconds between 1 and the idle timeout")
+    _check_choice(p, "csrf", _CSRF_MODES, optional=False)
+    for origin in p.csrf_trusted_origins + tuple(o for o in p.cors_origins if o != "*"):
+        if not re.match(r"^https?://(\*\.)?[A-Za-z0-9.-]+(:\d+)?$", origin):
+            which = "csrf_trusted_origins" if origin in p.csrf_trusted_origins else "cors_origins"
+            raise _fail(which, f"{origin!r} is not an origin such as https://example.org")
+    for name in ("csrf_field", "csrf_header"):
+        _check_type(p, name, str)
+        if not _TOKEN.match(getattr(p, name)):
+            raise _fail(name, f"{getattr(p, name)!r} is not a valid field/header name")
+    for path in p.csrf_exempt_paths + p.cors_paths:
+        if not path.startswith("/"):
+            which = "csrf_exempt_paths" if path in p.csrf_exempt_paths else "cors_paths"
+            raise _fail(which, f"{path!r} must start with '/'")
+    if p.cors_allow_credentials and "*" in p.cors_origins:
+        raise _fail("cors_allow_credentials", "credentials are never allowed with origin '*'")
+    _check_choice(p, "on_store_failure", _STORE_FAILURE, optional=False)
+
+
+def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
+    """Build a :class:`Policy` from a plain mapping (for adapters reading framework settings)."""
+    return load_policy(**dict(data))

@@ -1,0 +1,1 @@
+"""Adapters between web servers/frameworks and sitewarden's sans-I/O core."""
