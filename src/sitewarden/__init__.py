@@ -34,6 +34,16 @@ from sitewarden.tickets import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """Import ``Warden`` on first use: the web layer stays out of core-only programs."""
+    if name == "Warden":
+        from sitewarden.warden import Warden
+
+        return Warden
+    raise AttributeError(f"module 'sitewarden' has no attribute {name!r}")
+
+
 __all__ = [
     "ConfigError",
     "KeyManager",
@@ -47,6 +57,7 @@ __all__ = [
     "Ticket",
     "TicketError",
     "UnknownRingError",
+    "Warden",
     "__version__",
     "check_token",
     "create_ticket",

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sitewarden import __version__
+from sitewarden.cli_reports import add_reports_parser, add_sri_parser, run_reports, run_sri
 from sitewarden.errors import ConfigError, SitewardenError
 from sitewarden.keyring import DEFAULT_RINGS, KeyManager, Keyring
 from sitewarden.store import default_store_url, open_store
@@ -53,6 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory for the demo's SQLite store (default: .sitewarden/demo)",
     )
 
+    walkthrough = commands.add_parser(
+        "walkthrough",
+        help="a terminal walkthrough of the keyring, session tickets and CSRF tokens",
+        description=(
+            "Opens a store under --state-dir, issues and checks real tickets and tokens, and "
+            "shows attacks failing. Run it twice to see the keyring survive a restart."
+        ),
+    )
+    walkthrough.add_argument(
+        "--state-dir",
+        default=".sitewarden/walkthrough",
+        help="directory for the walkthrough's SQLite store (default: .sitewarden/walkthrough)",
+    )
+    add_reports_parser(commands)
+    add_sri_parser(commands)
+
     keyring = commands.add_parser("keyring", help="inspect and rotate the keyring")
     actions = keyring.add_subparsers(dest="action", metavar="ACTION", required=True)
     for action, text in (
@@ -86,10 +103,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if args.command == "walkthrough":
+            from sitewarden.walkthrough import run_walkthrough
+
+            return run_walkthrough(args.state_dir, console)
         if args.command == "demo":
             from sitewarden.walkthrough import run_walkthrough
 
             return run_walkthrough(args.state_dir, console)
+        if args.command == "reports":
+            return run_reports(args, console)
+        if args.command == "sri":
+            return run_sri(args, console)
         return _keyring_command(args, console)
     except ConfigError as exc:
         print(f"sitewarden: error: {exc}", file=sys.stderr)

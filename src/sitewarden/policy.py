@@ -86,8 +86,22 @@ _PERMISSIONS_POLICY_OFF = (
 )
 
 
-def _csp(text: str) -> CSP:
-    return {d.split()[0]: d.split()[1:] for d in (p.strip() for p in text.split(";")) if d}
+def _csp(text: str, setting: str = "csp") -> CSP:
+    """Parse ``"directive src src; directive2 …"``; a repeated directive is an error.
+
+    Browsers obey the first of two repeated directives, so silently keeping either one
+    would send a policy other than the one written.
+    """
+    policy: CSP = {}
+    for part in text.split(";"):
+        words = part.split()
+        if not words:
+            continue
+        name = words[0].lower()
+        if name in policy:
+            raise ConfigError(f"{setting}: directive {name!r} is given twice")
+        policy[name] = words[1:]
+    return policy
 
 
 #: The presets: each maps every setting it fixes to its value. ``balanced`` is the default.
@@ -257,6 +271,16 @@ class Policy:
         return max(1, self.session_idle_timeout // 4)
 
 
+#: Settings whose ``None`` means "send no such header" (spelled ``false``/``"off"`` in TOML).
+_OPTIONAL = frozenset(
+    (
+        "csp", "csp_report_only", "csp_report_path", "frame_options", "referrer_policy",
+        "permissions_policy", "cross_origin_opener_policy", "cross_origin_resource_policy",
+        "cross_origin_embedder_policy", "x_permitted_cross_domain_policies",
+    )
+)  # fmt: skip
+_SAFE_TEXT = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: nothing to inject
+
 _TUPLE_FIELDS = {f.name for f in dataclasses.fields(Policy) if str(f.type).startswith("tuple[")}
 _FIELD_NAMES = {f.name for f in dataclasses.fields(Policy)}
 
@@ -303,8 +327,10 @@ def load_policy(
             if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
                 raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
             values[name] = tuple(value)
+        elif name in _OPTIONAL and (value is False or value == "off"):
+            values[name] = None  # TOML has no null: `false` or "off" turns a header off
         elif name in ("csp", "csp_report_only") and isinstance(value, str):
-            values[name] = _csp(value)
+            values[name] = _csp(value, name)
     try:
         return Policy(**values)
     except ConfigError as exc:
@@ -373,9 +399,12 @@ def _check_csp(name: str, value: object) -> None:
         if not isinstance(directive, str) or not _CSP_DIRECTIVE.match(directive):
             raise _fail(name, f"invalid directive name {directive!r}")
         if not isinstance(sources, list | tuple) or not all(
-            isinstance(s, str) and s and not any(c in s for c in ";,\r\n") for s in sources
+            isinstance(s, str) and _SAFE_TEXT.match(s) and not any(c in s for c in ";,")
+            for s in sources
         ):
-            raise _fail(name, f"{directive}: sources must be a list of strings without ';' or ','")
+            raise _fail(
+                name, f"{directive}: sources must be printable ASCII without spaces, ';' or ','"
+            )
         for source in sources:
             bare = source.strip("'")
             if bare in (
@@ -400,7 +429,7 @@ def _validate(p: Policy) -> None:
             raise _fail(name, "expected a list of strings")
         _check_strings(p, name)
     for host in p.allowed_hosts:
-        if host != "*" and not re.match(r"^(\*\.)?[A-Za-z0-9.:\[\]-]+$", host):
+        if host != "*" and (not re.match(r"^(\*\.)?[A-Za-z0-9.:\[\]-]+$", host) or ".." in host):
             raise _fail("allowed_hosts", f"{host!r} is not a host name or '*.domain' pattern")
     _check_networks(p, "trusted_proxies")
     _check_networks(p, "manage_networks")
@@ -442,9 +471,12 @@ def _validate(p: Policy) -> None:
     _check_csp("csp", p.csp)
     _check_csp("csp_report_only", p.csp_report_only)
     if p.csp_report_path is not None and (
-        not isinstance(p.csp_report_path, str) or not p.csp_report_path.startswith("/")
+        not isinstance(p.csp_report_path, str)
+        or not re.match(r"^/[A-Za-z0-9._~/-]*$", p.csp_report_path)
     ):
-        raise _fail("csp_report_path", "expected a path starting with '/', or None")
+        raise _fail(
+            "csp_report_path", "expected a path of letters, digits and ._~-/ starting with '/'"
+        )
     _check_choice(p, "frame_options", _FRAME_OPTIONS, optional=True)
     _check_choice(p, "referrer_policy", _REFERRER_POLICIES, optional=True)
     _check_choice(p, "cross_origin_opener_policy", _COOP, optional=True)
@@ -462,8 +494,14 @@ def _validate(p: Policy) -> None:
         for feature, allow in p.permissions_policy.items():
             if not isinstance(feature, str) or not _CSP_DIRECTIVE.match(feature):
                 raise _fail("permissions_policy", f"invalid feature name {feature!r}")
-            if not isinstance(allow, list | tuple) or not all(isinstance(a, str) for a in allow):
-                raise _fail("permissions_policy", f"{feature}: expected a list of origins")
+            if not isinstance(allow, list | tuple) or not all(
+                isinstance(a, str) and _SAFE_TEXT.match(a) and not any(c in a for c in '";,()')
+                for a in allow
+            ):
+                raise _fail(
+                    "permissions_policy",
+                    f"{feature}: expected a list of origins (self, *, or https://host)",
+                )
     for name in ("remove_headers",):
         for header in getattr(p, name):
             if not _TOKEN.match(header):
@@ -500,6 +538,16 @@ def _validate(p: Policy) -> None:
         if not path.startswith("/"):
             which = "csrf_exempt_paths" if path in p.csrf_exempt_paths else "cors_paths"
             raise _fail(which, f"{path!r} must start with '/'")
+    for name in ("cors_allow_methods", "cors_allow_headers", "cors_expose_headers"):
+        for item in getattr(p, name):
+            if not _TOKEN.match(item) or (item == "*" and p.cors_allow_credentials):
+                raise _fail(name, f"{item!r} is not a header/method name (no '*' with credentials)")
+    for host in p.manage_hosts:
+        if not re.match(r"^[A-Za-z0-9.:\[\]-]+$", host) or ".." in host:
+            raise _fail("manage_hosts", f"{host!r} is not a host name")
+    for pattern in p.manage_paths:
+        if "/" in pattern:
+            raise _fail("manage_paths", f"{pattern!r}: patterns match one path segment, no '/'")
     if p.cors_allow_credentials and "*" in p.cors_origins:
         raise _fail("cors_allow_credentials", "credentials are never allowed with origin '*'")
     _check_choice(p, "on_store_failure", _STORE_FAILURE, optional=False)

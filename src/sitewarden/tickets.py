@@ -310,10 +310,13 @@ def create_ticket(
         key = secret.current
     else:
         key = _as_bytes(secret)
-    if name == "hmac-sha256":
-        mac = (PREKEYED_SHA256.get(key) or prekeyed(key)).digest(data1 + signed)
-    else:
+    if name != "hmac-sha256":
         mac = _double_hash(name, key, data1, signed)
+    elif isinstance(secret, Keyring):
+        # the ring's own pre-keyed MAC: per-user rings never churn the shared cache
+        mac = secret.macs()[0].digest(data1 + signed)
+    else:
+        mac = (PREKEYED_SHA256.get(key) or prekeyed(key)).digest(data1 + signed)
     # hexlify of the packed time is the "%08x" field: eight lowercase hex digits.
     return mac + hexlify(packed_time) + shown
 

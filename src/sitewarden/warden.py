@@ -1,0 +1,490 @@
+"""``Warden``: the sans-I/O engine that every adapter drives.
+
+An adapter turns a request into a :class:`~sitewarden.web.request.RequestView` and calls
+:meth:`Warden.begin`, which runs the guards in order —
+
+    client address → host → HTTPS → CSP report receiver → management paths →
+    CORS preflight → session → CSRF
+
+— and returns an :class:`Exchange`. If ``exchange.reply`` is set, sitewarden answers
+itself and the application is not called. Otherwise the adapter hands the exchange to
+the application (``scope["sitewarden"]`` / ``environ["sitewarden"]``) and, when the
+application starts its response, asks the exchange for the final header list: security
+headers added, fingerprint headers removed, cookies hardened, the session cookie issued,
+refreshed or cleared.
+
+Everything that can be computed from the policy is computed here, once, at start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from sitewarden import events
+from sitewarden.csrf import check_token, create_token
+from sitewarden.errors import KeyringError, StoreError
+from sitewarden.guards.clientip import Origin, ProxyResolver, forwarded_headers_present
+from sitewarden.guards.cors import CorsGuard
+from sitewarden.guards.csrf_guard import CsrfGuard
+from sitewarden.guards.hosts import HostGuard
+from sitewarden.guards.https import https_redirect
+from sitewarden.guards.paths import ManagementGuard
+from sitewarden.headers.cookies import harden_set_cookie
+from sitewarden.headers.csp import new_nonce
+from sitewarden.headers.headerset import SecurityHeaders
+from sitewarden.keyring import KeyManager
+from sitewarden.policy import Policy, load_policy
+from sitewarden.reports import ReportReceiver
+from sitewarden.sessions import SessionManager, SessionState
+from sitewarden.store import default_store_url
+from sitewarden.web.request import Reply, RequestView
+
+__all__ = ["MAX_BODY", "CsrfTokens", "Exchange", "Origin", "Warden"]
+
+_SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
+_CLEAR_SITE_DATA = ("clear-site-data", '"cache", "cookies", "storage"')
+_NO_STORE = ("cache-control", "no-store")
+
+#: Largest request body sitewarden reads itself (for a CSRF form field or a CSP report).
+MAX_BODY = 1 << 20
+
+
+def _plain(status: int, text: str) -> Reply:
+    """Build a small text reply for refusals that need no explanation page."""
+    return Reply(
+        status,
+        [
+            ("content-type", "text/plain; charset=utf-8"),
+            ("cache-control", "no-store"),
+        ],
+        text.encode(),
+    )
+
+
+_BAD_HOST = _plain(400, "Bad Request: this host name is not served here.\n")
+_NOT_FOUND = _plain(404, "Not Found\n")
+_STORE_DOWN = _plain(
+    503, "Service Unavailable: the security state store cannot be reached; try again shortly.\n"
+)
+
+
+class CsrfTokens:
+    """``warden.csrf``: authenticators for templates and JavaScript."""
+
+    def __init__(self, keys: KeyManager, field: str, header: str) -> None:
+        """Bind to *keys*; *field* and *header* are where the guard looks for tokens."""
+        self._keys = keys
+        #: The form field name the guard reads (``_authenticator`` by default).
+        self.field = field
+        #: The request header the guard reads (``X-CSRF-Token`` by default).
+        self.header = header
+
+    def token(self, userid: str | None = None, extra: str = "") -> str:
+        """Return a fresh authenticator for *userid* (``None``: anonymous visitor)."""
+        return create_token(self._keys, userid, extra)
+
+    def check(self, token: object, userid: str | None = None, extra: str = "") -> bool:
+        """Return whether *token* is a valid authenticator for *userid* and *extra*."""
+        return check_token(self._keys, token, userid, extra)
+
+
+class Warden:
+    """sitewarden's protections for one site, configured by one :class:`Policy`.
+
+    ``Warden(preset="balanced", store="sqlite:///.sitewarden/state.db", allowed_hosts=[...])``
+    or ``Warden.from_file("sitewarden.toml")``; then ``warden.asgi(app)`` or
+    ``warden.wsgi(app)``. A wrong setting raises :class:`~sitewarden.errors.ConfigError`
+    naming it, before anything is served.
+    """
+
+    def __init__(
+        self,
+        preset: str = "balanced",
+        store: str | None = None,
+        *,
+        config: str | Path | None = None,
+        keys: KeyManager | None = None,
+        **settings: Any,
+    ) -> None:
+        """Build the policy, open the store and precompute every guard and header."""
+        if store is not None:
+            settings["store"] = store
+        self.policy: Policy = load_policy(preset, config, **settings)
+        p = self.policy
+        self.keys = keys if keys is not None else KeyManager.open(p.store or default_store_url())
+        self.sessions = SessionManager(p, self.keys)
+        self.csrf = CsrfTokens(self.keys, p.csrf_field, p.csrf_header)
+        self.headers = SecurityHeaders(p)
+        self._proxies = ProxyResolver(p.trusted_proxies)
+        self._hosts = HostGuard(p.allowed_hosts)
+        self._manage = ManagementGuard(p.manage_paths, p.manage_hosts, p.manage_networks)
+        self._cors = CorsGuard(p) if p.cors_origins else None
+        self._csrf_guard = CsrfGuard(p, self.keys)
+        self._reports = ReportReceiver(p, self.keys.store) if p.csp_report_path else None
+        self._exempt_views: set[Callable[..., Any]] = set()
+        self._warned_forwarded = False
+        # Precomputed response headers, as text and as bytes for ASGI.
+        self._always: tuple[tuple[str, str], ...] = self.headers.always
+        self._https: tuple[tuple[str, str], ...] = self.headers.https_only
+        self._static_csp: list[tuple[str, str]] = self.headers.csp.headers(None)
+        self._remove = self.headers.remove
+        self._names = self.headers.names | {"cache-control", "vary", "clear-site-data"}
+        self._http_static = list(self._always) + self._static_csp
+        self._https_static = self._http_static + list(self._https)
+        self._http_static_b = _encode(self._http_static)
+        self._https_static_b = _encode(self._https_static)
+        self._cookie_exempt = frozenset(p.harden_cookies_except) | {self.sessions.cookie_name}
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> Warden:
+        """Build a Warden from a ``sitewarden.toml`` file (keyword *overrides* win)."""
+        preset = overrides.pop("preset", "balanced")
+        return cls(preset, config=path, **overrides)
+
+    # -- adapters --------------------------------------------------------------------
+
+    def asgi(self, app: Any) -> Any:
+        """Wrap an ASGI application."""
+        from sitewarden.web.asgi import SitewardenASGI
+
+        return SitewardenASGI(app, self)
+
+    def wsgi(self, app: Any) -> Any:
+        """Wrap a WSGI application."""
+        from sitewarden.web.wsgi import SitewardenWSGI
+
+        return SitewardenWSGI(app, self)
+
+    def csrf_exempt(self, view: Callable[..., Any]) -> Callable[..., Any]:
+        """Exempt *view* from the automatic CSRF check (a decorator; adapters honour it)."""
+        self._exempt_views.add(view)
+        view.sitewarden_csrf_exempt = True  # type: ignore[attr-defined]
+        return view
+
+    # -- the request path ------------------------------------------------------------
+
+    def begin(
+        self, view: RequestView, *, csrf_exempt: bool = False, defer_csrf: bool = False
+    ) -> Exchange:
+        """Run the guards on *view*; the returned exchange carries a reply or a pass.
+
+        With *defer_csrf* the CSRF check is left for :meth:`Exchange.check_csrf`, for
+        adapters that learn the view (and its exemption decorator) only after routing.
+        """
+        origin = self._proxies.resolve(view)
+        ex = Exchange(self, view, origin)
+        if not self._warned_forwarded and not self.policy.trusted_proxies:
+            self._warn_untrusted_forwarding(ex)
+        if not self._hosts.allows(origin.host):
+            self._event("host.refused", ex, reason=f"host {origin.host!r} not allowed")
+            ex.reply = _BAD_HOST
+            return ex
+        if self.policy.https_redirect and not ex.https:
+            ex.reply = https_redirect(view, origin, self.policy.https_port)
+            if ex.reply is not None:
+                return ex
+        path = view.path
+        if self._reports is not None and path == self.policy.csp_report_path:
+            ex.body_handler = ex.receive_report
+            return ex
+        if not self._manage.allowed(path, origin.host, origin.client) or (
+            # Forwarded headers from an untrusted peer mean a proxy nobody configured: every
+            # client would look like the proxy (often loopback), so management fails closed.
+            not self.policy.trusted_proxies
+            and self._manage.is_management(path)
+            and forwarded_headers_present(view)
+        ):
+            self._event("manage.refused", ex, reason="management path outside its host")
+            ex.reply = _NOT_FOUND
+            return ex
+        if self._cors is not None and view.method == "OPTIONS":
+            preflight = self._cors.preflight(view)
+            if preflight is not None:
+                ex.reply = preflight
+                return ex
+        try:
+            cookie = view.cookies.get(self.sessions.cookie_name)
+            if cookie:
+                ex.session = self.sessions.check(cookie)
+                if ex.session is None:
+                    ex._clear_cookie = True  # tampered or expired: not signed in
+                else:
+                    ex.user = ex.session.userid
+            if not defer_csrf and view.method not in _SAFE_METHODS and self.policy.csrf != "off":
+                self._check_csrf(ex, csrf_exempt)
+        except StoreError as exc:
+            return self._store_failure(ex, exc)
+        except KeyringError as exc:  # a damaged per-user ring: that user is not signed in
+            self._event("session.keyring_damaged", ex, level=logging.ERROR, reason=str(exc))
+            ex.user, ex.session = None, None
+        return ex
+
+    def _warn_untrusted_forwarding(self, ex: Exchange) -> None:
+        """Warn once when proxy headers arrive but no proxy is trusted (they are ignored)."""
+        if forwarded_headers_present(ex.view):
+            self._warned_forwarded = True
+            self._event(
+                "proxy.untrusted_forwarding",
+                ex,
+                reason="X-Forwarded-*/Forwarded headers ignored: set trusted_proxies if a "
+                "proxy is in front of this site",
+            )
+
+    def _check_csrf(self, ex: Exchange, exempt: bool) -> None:
+        decision = self._csrf_guard.decide(ex.view, ex.site_origin, ex.user, exempt=exempt)
+        if decision.needs_body:
+            ex.body_handler = ex.receive_csrf_body
+            return
+        self._apply_csrf(ex, decision.allowed, decision.reason)
+
+    def _apply_csrf(self, ex: Exchange, allowed: bool, reason: str | None) -> None:
+        if allowed and reason is None:
+            return
+        if self.policy.csrf == "log-only" or allowed:
+            self._event("csrf.would_refuse", ex, reason=reason)
+            return
+        self._event("csrf.refused", ex, reason=reason)
+        ex.reply = self._csrf_guard.refusal(reason or "refused", ex.view.headers.get("accept", ""))
+
+    def _store_failure(self, ex: Exchange, exc: StoreError) -> Exchange:
+        self._event("store.unavailable", ex, level=logging.ERROR, reason=str(exc))
+        if self.policy.on_store_failure == "closed":
+            ex.reply = _STORE_DOWN
+        ex.user = None
+        ex.session = None
+        return ex
+
+    def _event(self, name: str, ex: Exchange, level: int = logging.WARNING, **fields: Any) -> None:
+        events.emit(
+            name,
+            level,
+            client=ex.origin.client,
+            host=ex.origin.host,
+            method=ex.view.method,
+            path=ex.view.path,
+            user=ex.user,
+            **fields,
+        )
+
+
+class Exchange:
+    """One request/response passing through sitewarden; the application's handle on it.
+
+    Applications use :attr:`user`, :attr:`csp_nonce`, :meth:`csrf_token`, :meth:`login`
+    and :meth:`logout`; adapters use :attr:`reply`, :attr:`body_handler` and
+    :meth:`response_headers`.
+    """
+
+    __slots__ = (
+        "_clear_cookie",
+        "_login",
+        "_logout",
+        "_nonce",
+        "body_handler",
+        "https",
+        "origin",
+        "reply",
+        "session",
+        "site_origin",
+        "user",
+        "view",
+        "warden",
+    )
+
+    def __init__(self, warden: Warden, view: RequestView, origin: Origin) -> None:
+        """Start the exchange for *view* as resolved to *origin*."""
+        self.warden = warden
+        self.view = view
+        self.origin = origin
+        self.https = origin.scheme == "https"
+        self.site_origin = f"{origin.scheme}://{origin.host}"
+        #: A reply sitewarden sends instead of calling the application.
+        self.reply: Reply | None = None
+        #: Set when sitewarden must read the body before deciding (CSRF field, report).
+        self.body_handler: Callable[[bytes], Reply | None] | None = None
+        #: The signed-in user's id, or ``None``.
+        self.user: str | None = None
+        self.session: SessionState | None = None
+        self._nonce: str | None = None
+        self._login: str | None = None
+        self._logout = False
+        self._clear_cookie = False
+
+    # -- for applications ------------------------------------------------------------
+
+    @property
+    def csp_nonce(self) -> str:
+        """Return the response's CSP nonce (created on first use; the header then carries it)."""
+        if self._nonce is None:
+            self._nonce = new_nonce()
+        return self._nonce
+
+    def csrf_token(self, extra: str = "") -> str:
+        """Return a fresh CSRF authenticator bound to this request's user."""
+        return self.warden.csrf.token(self.user, extra)
+
+    def login(self, userid: str) -> None:
+        """Sign *userid* in: a new session ticket is set on this response."""
+        if not isinstance(userid, str) or not userid:
+            raise ValueError("login needs a non-empty user id")
+        self._login = userid
+        self._logout = False
+        self.user = userid
+
+    def logout(self, *, everywhere: bool = False) -> None:
+        """Sign out: clear the cookie (and the site's data); *everywhere* ends all devices."""
+        if everywhere and self.user is not None:
+            self.warden.sessions.logout_everywhere(self.user)
+        self._logout = True
+        self._login = None
+        self.user = None
+
+    # -- for adapters ----------------------------------------------------------------
+
+    def check_csrf(self, *, exempt: bool = False) -> Reply | None:
+        """Run a deferred CSRF check; return the refusal, or ``None`` to go on.
+
+        When the decision needs the form body, :attr:`body_handler` is set instead and the
+        adapter must read the body and call it.
+        """
+        warden = self.warden
+        if self.view.method in _SAFE_METHODS or warden.policy.csrf == "off" or self.reply:
+            return self.reply
+        try:
+            warden._check_csrf(self, exempt)
+        except StoreError as exc:
+            warden._store_failure(self, exc)
+        return self.reply
+
+    def receive_report(self, body: bytes) -> Reply:
+        """Handle a CSP report body (the receiver always answers itself)."""
+        receiver = self.warden._reports
+        assert receiver is not None
+        return receiver.handle(self.view, body, self.origin.client)
+
+    def receive_csrf_body(self, body: bytes) -> Reply | None:
+        """Finish the CSRF decision with the request body (form field authenticator)."""
+        warden = self.warden
+        try:
+            decision = warden._csrf_guard.decide_with_body(self.view, self.user, body)
+        except StoreError as exc:  # the keyring could not be read: the failure policy decides
+            warden._store_failure(self, exc)
+            return self.reply
+        warden._apply_csrf(self, decision.allowed, decision.reason)
+        return self.reply
+
+    def response_headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Return the application's *headers* made safe, plus sitewarden's (text form)."""
+        warden = self.warden
+        remove = warden._remove
+        out: list[tuple[str, str]] = []
+        present: set[str] = set()
+        for name, value in headers:
+            lower = name.lower()
+            if lower in remove:
+                continue
+            if lower == "set-cookie" and warden.policy.harden_cookies:
+                value = harden_set_cookie(
+                    value,
+                    https=self.https,
+                    samesite=warden.policy.cookie_samesite,
+                    exempt=warden._cookie_exempt,
+                )
+            present.add(lower)
+            out.append((name, value))
+        out.extend(self._additions(present))
+        return out
+
+    def response_headers_bytes(
+        self, headers: Iterable[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """Do what :meth:`response_headers` does, for ASGI's byte pairs."""
+        warden = self.warden
+        remove = warden._remove
+        out: list[tuple[bytes, bytes]] = []
+        present: set[str] = set()
+        for name, value in headers:
+            lower = name.decode("latin-1").lower()
+            if lower in remove:
+                continue
+            if lower == "set-cookie" and warden.policy.harden_cookies:
+                value = harden_set_cookie(
+                    value.decode("latin-1"),
+                    https=self.https,
+                    samesite=warden.policy.cookie_samesite,
+                    exempt=warden._cookie_exempt,
+                ).encode("latin-1")
+            present.add(lower)
+            out.append((name, value))
+        if self._nonce is None and self._plain_response() and present.isdisjoint(warden._names):
+            # The common case: the precomputed security headers as they are.
+            out.extend(warden._https_static_b if self.https else warden._http_static_b)
+            return out
+        out.extend((n.encode("latin-1"), v.encode("latin-1")) for n, v in self._additions(present))
+        return out
+
+    def _plain_response(self) -> bool:
+        """Tell whether nothing request-specific (session, CORS, Vary) must be added."""
+        return (
+            self.user is None
+            and self.session is None
+            and self._login is None
+            and not self._logout
+            and not self._clear_cookie
+            and self.warden._cors is None
+            and self.view.method in _SAFE_METHODS
+        )
+
+    def _additions(self, present: set[str]) -> list[tuple[str, str]]:
+        """Sitewarden's headers for this response, skipping those the application set."""
+        warden = self.warden
+        add: list[tuple[str, str]] = [h for h in warden._always if h[0] not in present]
+        if self.https:
+            add.extend(h for h in warden._https if h[0] not in present)
+        if "content-security-policy" not in present:
+            csp = (
+                warden._static_csp
+                if self._nonce is None
+                else warden.headers.csp.headers(self._nonce)
+            )
+            add.extend(csp)
+        sessions = warden.sessions
+        if self._login is not None:
+            add.append(("set-cookie", sessions.set_cookie(sessions.issue(self._login))))
+        elif self._logout:
+            add.append(("set-cookie", sessions.clear_cookie()))
+            if warden.policy.clear_site_data_on_logout and "clear-site-data" not in present:
+                add.append(_CLEAR_SITE_DATA)
+        elif self.session is not None and self.session.refresh:
+            # On a store error the current cookie stays: it is valid until its idle timeout.
+            with contextlib.suppress(StoreError):
+                add.append(("set-cookie", sessions.set_cookie(sessions.renew(self.session))))
+        elif self._clear_cookie:
+            add.append(("set-cookie", sessions.clear_cookie()))
+        signed_in = self.user is not None or self._login is not None or self._logout
+        if "cache-control" not in present and (
+            (signed_in and warden.policy.no_store_when_signed_in) or self._nonce is not None
+        ):
+            add.append(_NO_STORE)  # personal pages and nonce-bearing pages are never cached
+        vary = []
+        if self.session is not None or self._clear_cookie:
+            vary.append("Cookie")
+        if self.view.method not in _SAFE_METHODS:
+            vary.extend(warden._csrf_guard.vary_headers)
+        if warden._cors is not None:
+            for name, value in warden._cors.response_headers(self.view):
+                if name == "vary":
+                    vary.append(value)  # one Vary header, not several
+                else:
+                    add.append((name, value))
+        if vary and "vary" not in present:
+            add.append(("vary", ", ".join(vary)))
+        return add
+
+
+def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]

@@ -1,0 +1,149 @@
+"""Pure ASGI middleware: any ASGI application (Starlette, FastAPI, Django ASGI, …).
+
+Thin by design (Starlette's own middleware is the model): it builds a
+:class:`~sitewarden.web.request.RequestView` from the scope, lets the
+:class:`~sitewarden.warden.Warden` decide, and rewrites the response headers. The
+application sees ``scope["sitewarden"]`` (the :class:`~sitewarden.warden.Exchange`),
+``scope["sitewarden.user"]``, and can read the CSP nonce and CSRF token from the exchange.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from sitewarden.warden import MAX_BODY, Exchange, Warden
+from sitewarden.web.request import Reply, RequestView
+
+__all__ = ["SitewardenASGI", "view_from_scope"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_TOO_LARGE = Reply(413, [("content-type", "text/plain; charset=utf-8")], b"Payload Too Large\n")
+
+
+def view_from_scope(scope: Scope) -> RequestView:
+    """Translate an ASGI HTTP scope into a :class:`RequestView`."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        if name in headers:
+            headers[name] += ("; " if name == "cookie" else ", ") + value
+        else:
+            headers[name] = value
+    server = scope.get("server")
+    client = scope.get("client")
+    host = headers.get("host")
+    if host is None and server:
+        host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
+    return RequestView(
+        method=scope.get("method", "GET"),
+        scheme=scope.get("scheme", "http"),
+        host=host or "",
+        path=scope.get("path", "/"),
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        client=client[0] if client else None,
+        server_port=server[1] if server else None,
+    )
+
+
+class SitewardenASGI:
+    """The ASGI middleware; build it with ``warden.asgi(app)``."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], warden: Warden):
+        """Wrap *app* with *warden*'s protections."""
+        self.app = app
+        self.warden = warden
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection."""
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)  # lifespan and others pass through
+            return
+        view = view_from_scope(scope)
+        if kind == "websocket":
+            # Host validation and Origin checks apply to the handshake as well.
+            view.method = "GET"
+            ex = self.warden.begin(view)
+            if ex.reply is not None:
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await self.app(_with_exchange(scope, ex), receive, send)
+            return
+        ex = self.warden.begin(view, csrf_exempt=_is_exempt(scope))
+        if ex.reply is None and ex.body_handler is not None:
+            body, complete = await _read_body(receive, MAX_BODY)
+            if not complete:
+                ex.reply = _TOO_LARGE
+            else:
+                ex.reply = ex.body_handler(body)
+                receive = _replay(body, receive)
+        if ex.reply is not None:
+            await _send_reply(send, ex.reply, ex)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = ex.response_headers_bytes(message.get("headers", ()))
+            await send(message)
+
+        await self.app(_with_exchange(scope, ex), receive, send_wrapper)
+
+
+def _with_exchange(scope: Scope, ex: Exchange) -> Scope:
+    new = dict(scope)
+    new["sitewarden"] = ex
+    new["sitewarden.user"] = ex.user
+    return new
+
+
+def _is_exempt(scope: Scope) -> bool:
+    endpoint = scope.get("endpoint")
+    return bool(endpoint is not None and getattr(endpoint, "sitewarden_csrf_exempt", False))
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """Read the whole request body, up to *limit* bytes; report whether it was complete."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", False
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive callable that yields *body* once, then defers to the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send_reply(send: Send, reply: Reply, ex: Exchange) -> None:
+    headers = ex.response_headers_bytes(
+        (n.encode("latin-1"), v.encode("latin-1")) for n, v in reply.headers
+    )
+    headers.append((b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
