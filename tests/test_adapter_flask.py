@@ -222,3 +222,29 @@ def test_csp_report(site: tuple[Any, Recorder]) -> None:
     r = client.post(REPORT_PATH, base_url=HTTPS, data=REPORT_BODY, headers=REPORT_HEADERS)
     assert 200 <= r.status_code < 300
     assert rec.calls == 0
+
+
+def test_csrf_runs_before_earlier_before_request_hooks() -> None:
+    rec = Recorder()
+    app = Flask(__name__)
+
+    @app.before_request
+    def touch() -> None:  # registered before the extension: still runs after the check
+        rec.changes += 1
+
+    Sitewarden(app, warden=make_warden())
+
+    @app.post("/x")
+    def x() -> str:
+        return "x"
+
+    client = app.test_client()
+    assert client.post("/x", base_url=HTTPS, headers=CROSS_SITE).status_code == 403
+    assert rec.changes == 0
+    assert client.post("/x", base_url=HTTPS, headers=SAME_ORIGIN).status_code == 200
+    assert rec.changes == 1
+
+
+def test_warden_and_settings_are_exclusive() -> None:
+    with pytest.raises(TypeError):
+        Sitewarden(warden=make_warden(), store="memory://")

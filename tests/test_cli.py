@@ -124,15 +124,15 @@ def test_damaged_store_is_reported(capsys: pytest.CaptureFixture[str], tmp_path:
     assert path.read_bytes() == b"not a database" * 100
 
 
-def test_demo_runs_and_keeps_its_keyring(
+def test_walkthrough_runs_and_keeps_its_keyring(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    state = str(tmp_path / "demo")
-    code, out, _ = run(capsys, "demo", "--state-dir", state)
+    state = str(tmp_path / "walk")
+    code, out, _ = run(capsys, "walkthrough", "--state-dir", state)
     assert code == 0, out
     assert "All protections held" in out
     assert "UNEXPECTED" not in out
-    code, out, _ = run(capsys, "demo", "--state-dir", state)
+    code, out, _ = run(capsys, "walkthrough", "--state-dir", state)
     assert code == 0
     assert "loaded" in out
 

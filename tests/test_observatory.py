@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -46,6 +47,8 @@ HARNESS_DIR = Path(__file__).parent / "observatory"
 HARNESS = HARNESS_DIR / "grade.mjs"
 SCANNER = HARNESS_DIR / "node_modules" / "@mdn" / "mdn-http-observatory" / "package.json"
 SCAN_TIMEOUT = 120
+#: The scanner's package.json: "engines": {"node": ">=20.0.0"}.
+MIN_NODE = 20
 
 #: What every test of the scanner must say about a page served by Warden("strict") over
 #: HTTPS with an HTTP port that redirects (npm 1.4.8, algorithm 4: the X-Frame-Options
@@ -71,6 +74,13 @@ def node() -> str:
     if node is None:
         missing("Node.js is not installed (Debian: apt-get install nodejs npm)")
     assert node is not None
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout.strip()
+    found = re.match(r"v(\d+)\.", version)
+    major = int(found[1]) if found else 0
+    if major < MIN_NODE:
+        missing(f"Node.js {version or '?'} is too old: the scanner needs {MIN_NODE} or later")
     if not SCANNER.exists():
         npm = shutil.which("npm")
         if npm is None:

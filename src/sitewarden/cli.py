@@ -19,6 +19,7 @@ from rich.table import Table
 
 from sitewarden import __version__
 from sitewarden.cli_reports import add_reports_parser, add_sri_parser, run_reports, run_sri
+from sitewarden.demo.cli import add_demo_parser, run_demo
 from sitewarden.errors import ConfigError, SitewardenError
 from sitewarden.keyring import DEFAULT_RINGS, KeyManager, Keyring
 from sitewarden.store import default_store_url, open_store
@@ -39,21 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sitewarden {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = commands.add_parser(
-        "demo",
-        help="walk through the keyring, session tickets and CSRF tokens on a real store",
-        description=(
-            "A terminal walkthrough of sitewarden's foundation: it opens a store under "
-            "--state-dir, issues and checks real tickets and tokens, and shows attacks "
-            "failing. Run it twice to see the keyring survive a restart."
-        ),
-    )
-    demo.add_argument(
-        "--state-dir",
-        default=".sitewarden/demo",
-        help="directory for the demo's SQLite store (default: .sitewarden/demo)",
-    )
-
+    add_demo_parser(commands)
     walkthrough = commands.add_parser(
         "walkthrough",
         help="a terminal walkthrough of the keyring, session tickets and CSRF tokens",
@@ -108,9 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_walkthrough(args.state_dir, console)
         if args.command == "demo":
-            from sitewarden.walkthrough import run_walkthrough
-
-            return run_walkthrough(args.state_dir, console)
+            return run_demo(args)
         if args.command == "reports":
             return run_reports(args, console)
         if args.command == "sri":

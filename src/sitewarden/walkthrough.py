@@ -1,8 +1,8 @@
-"""``sitewarden demo``: a live walkthrough of the foundation in the terminal.
+"""``sitewarden walkthrough``: a live walkthrough of the foundation in the terminal.
 
 Nothing here is canned: every line is the result of a real call on a real SQLite store
 under the state directory, and the command exits non-zero if any protection did not
-behave as stated. (The web demo site arrives with the middleware.)
+behave as stated. (``sitewarden demo`` serves the web demo site.)
 """
 
 from __future__ import annotations

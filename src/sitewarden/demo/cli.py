@@ -68,8 +68,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--manage-host",
-        default="127.0.0.1",
-        help="the only Host name on which /manage is served (default: 127.0.0.1)",
+        default=None,
+        help="the only Host name on which /manage is served (default: the --host address; "
+        "127.0.0.1 when listening on all addresses)",
     )
     parser.add_argument(
         "--allowed-host",
@@ -183,6 +184,8 @@ def _run(args: argparse.Namespace) -> int:
                 )
                 return EXIT_FAILURE
         site_port = listeners[0].port
+        if args.manage_host is None:
+            args.manage_host = _url_host(args.host).strip("[]")
         admin: list[tuple[str, str]] = []
         hosts = list(args.allowed_host)
         if args.host not in ("", "0.0.0.0", "::"):  # noqa: S104 - a name to allow, not a bind

@@ -127,7 +127,7 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive callable that yields *body* once, then defers to the real one."""
+    """Return a receive callable that yields *body* once, then defers to the real one."""
     sent = False
 
     async def replay() -> Message:

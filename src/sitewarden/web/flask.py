@@ -102,6 +102,8 @@ class Sitewarden:
 
     def __init__(self, app: Any = None, *, warden: Warden | None = None, **settings: Any):
         """Create the extension; with *app*, install it at once."""
+        if warden is not None and settings:
+            raise TypeError("give either warden= or policy settings, not both")
         if warden is None and settings:
             warden = Warden(**settings)
         self._warden = warden
@@ -121,7 +123,8 @@ class Sitewarden:
             self._warden = Warden(**dict(app.config.get("SITEWARDEN", {})))
         warden = self._warden
         app.wsgi_app = DeferredCsrfWSGI(app.wsgi_app, warden)
-        app.before_request(_check_csrf)
+        # First of the app's before_request functions: nothing runs before the CSRF check.
+        app.before_request_funcs.setdefault(None, []).insert(0, _check_csrf)
         app.extensions["sitewarden"] = self
         field = warden.csrf.field
 

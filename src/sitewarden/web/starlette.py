@@ -18,21 +18,26 @@ engine's; this module only finds out which endpoint a request is routed to, so t
 
 **How exemption is found.** At the first request the middleware walks the application's
 routes (``scope["app"].routes``, through :class:`~starlette.routing.Mount`,
-:class:`~starlette.routing.Host` and FastAPI's included routers) once, looking for endpoints
-marked with ``@warden.csrf_exempt``. If there are none (the common case), nothing more is
-ever done. If there are, each *unsafe* request (POST, PUT, PATCH, DELETE, …) is matched
-against the routes the way the router does — the first route that matches both the path and
-the method wins, mounts are descended with the child scope — and the CSRF check is skipped
-only when that winning route's endpoint is marked. Safe methods are never resolved.
+:class:`~starlette.routing.Host` and FastAPI's included routers) once, and keeps the routes
+that lead to endpoints marked with ``@warden.csrf_exempt``. If there are none (the common
+case), nothing more is done. Otherwise an *unsafe* request (POST, PUT, PATCH, DELETE, …)
+is matched against those few routes (about a microsecond each); only when one matches is
+the request resolved the way the router does it — the first route matching both path and
+method wins, mounts are descended with the child scope — and the CSRF check is skipped
+when that winning route's endpoint is marked (an earlier, unmarked route with the same path
+keeps its check). Safe methods are never looked at.
 
-Limits of this approach (none of them can exempt a request that is not routed to an exempt
-endpoint; at worst an exempt endpoint is checked after all):
+Limits of this approach (apart from the path-rewriting case, none of them can exempt a
+request that is not routed to an exempt endpoint; at worst an exempt endpoint is checked):
 
-* routes added after the first request are not scanned: add them before serving;
+* the scan is redone when the number of top-level routes changes; routes added later to a
+  router *inside* a mount are not seen: add routes before serving;
 * a mounted application that is not a Starlette router (a raw ASGI or WSGI app) is one
   endpoint: mark the mounted app itself (``warden.csrf_exempt(subapp)``) to exempt it all;
 * an ASGI middleware *inside* the application that rewrites the path before routing is not
-  seen (the middleware matches the path as it arrives);
+  seen: the path is matched as it arrives, so a rewrite *to* another route could carry an
+  exemption there — do not combine path-rewriting middleware with exempt endpoints;
+* a request the router would redirect (``/hook/`` → ``/hook``) is not exempt;
 * FastAPI's low-priority frontend routes are not considered (they serve pages, not forms).
 
 For paths that are not routed by Starlette at all, use the policy's ``csrf_exempt_paths``.
@@ -64,7 +69,7 @@ def _is_marked(obj: object) -> bool:
 def _flatten(routes: Iterable[Any]) -> list[Any]:
     """Return *routes* with FastAPI's included routers expanded into their routes.
 
-    FastAPI ≥ 0.13x keeps an included router as one lazy entry; its public
+    Recent FastAPI keeps an included router as one lazy entry; its public
     ``iter_route_contexts`` yields the effective (prefixed) routes in routing order.
     Older FastAPI versions and Starlette already list every route.
     """
@@ -87,34 +92,78 @@ def _children(route: Any) -> list[Any] | None:
     return None
 
 
-def _any_marked(routes: Iterable[Any], depth: int = 0) -> bool:
-    """Whether any endpoint reachable through *routes* carries the exemption mark."""
-    if depth > _MAX_DEPTH:
-        return False
-    for route in _flatten(routes):
-        if _is_marked(getattr(route, "endpoint", None)) or _is_marked(getattr(route, "app", None)):
-            return True
-        sub = _children(route)
-        if sub is not None and _any_marked(sub, depth + 1):
-            return True
-    return False
+class _ExemptRoutes:
+    """The exempt endpoints of one application's route tree, found once.
 
+    ``candidates`` are the chains of routes (mounts, then the leaf) that lead to a marked
+    endpoint. A request is exempt only if one candidate chain matches it *and* the full,
+    ordered resolution — the router's own "first full match wins", mounts descended with
+    the child scope — ends at a marked endpoint (an earlier route may shadow it).
+    """
 
-def _resolve(routes: Iterable[Any], scope: Scope, depth: int = 0) -> Any:
-    """Return the endpoint the router would call for *scope*, or ``None``."""
-    if depth > _MAX_DEPTH:
+    def __init__(self, routes: list[Any]) -> None:
+        self.routes = routes
+        self.size = len(routes)
+        self._flat: dict[int, tuple[list[Any], list[Any]]] = {}
+        self.candidates: list[tuple[Any, ...]] = []
+        self._collect(routes, (), 0)
+
+    def flat(self, routes: list[Any]) -> list[Any]:
+        hit = self._flat.get(id(routes))
+        if hit is not None and hit[0] is routes:
+            return hit[1]
+        flat = _flatten(routes)
+        self._flat[id(routes)] = (routes, flat)
+        return flat
+
+    def _collect(self, routes: list[Any], chain: tuple[Any, ...], depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            return
+        for route in self.flat(routes):
+            sub = _children(route)
+            if sub is not None:
+                self._collect(sub, (*chain, route), depth + 1)
+            elif _is_marked(getattr(route, "endpoint", None)) or _is_marked(
+                getattr(route, "app", None)
+            ):
+                self.candidates.append((*chain, route))
+
+    def exempt_endpoint(self, scope: Scope) -> Any:
+        """Return the endpoint *scope* is routed to if it is marked exempt, else ``None``."""
+        if not self.candidates:
+            return None
+        probe = dict(scope)
+        probe.pop("fastapi", None)  # FastAPI keeps per-request routing state there
+        if not any(_chain_matches(chain, probe) for chain in self.candidates):
+            return None
+        endpoint = self._resolve(self.routes, probe, 0)
+        return endpoint if _is_marked(endpoint) else None
+
+    def _resolve(self, routes: list[Any], scope: Scope, depth: int) -> Any:
+        from starlette.routing import Match
+
+        if depth > _MAX_DEPTH:
+            return None
+        for route in self.flat(routes):
+            match, child = route.matches(scope)
+            if match is not Match.FULL:
+                continue
+            sub = _children(route)
+            if sub is not None:
+                return self._resolve(sub, {**scope, **child}, depth + 1)
+            return child.get("endpoint", getattr(route, "endpoint", None))
         return None
+
+
+def _chain_matches(chain: tuple[Any, ...], scope: Scope) -> bool:
     from starlette.routing import Match
 
-    for route in _flatten(routes):
+    for route in chain:
         match, child = route.matches(scope)
         if match is not Match.FULL:
-            continue
-        sub = _children(route)
-        if sub is not None:
-            return _resolve(sub, {**scope, **child}, depth + 1)
-        return child.get("endpoint", getattr(route, "endpoint", None))
-    return None
+            return False
+        scope = {**scope, **child}
+    return True
 
 
 class SitewardenMiddleware(SitewardenASGI):
@@ -128,39 +177,31 @@ class SitewardenMiddleware(SitewardenASGI):
     def __init__(self, app: Any, warden: Warden) -> None:
         """Wrap *app* (the rest of the middleware stack) with *warden*'s protections."""
         super().__init__(app, warden)
-        self._scanned_app: object = None
-        self._has_exempt = False
+        self._app: object = None
+        self._exempt: _ExemptRoutes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection; find the endpoint's exemption for unsafe requests."""
-        if (
-            scope["type"] == "http"
-            and scope.get("method", "GET") not in _SAFE_METHODS
-            and "endpoint" not in scope
-        ):
+        if scope["type"] == "http" and scope.get("method", "GET") not in _SAFE_METHODS:
             endpoint = self._exempt_endpoint(scope)
             if endpoint is not None:
-                scope = {**scope, "endpoint": endpoint}
+                scope = {**scope, "endpoint": endpoint}  # what the generic adapter reads
         await super().__call__(scope, receive, send)
 
     def _exempt_endpoint(self, scope: Scope) -> Any:
         """Return the routed endpoint when it is marked exempt, else ``None``."""
         app = scope.get("app")
         routes = getattr(app, "routes", None)
-        if routes is None:
+        if not isinstance(routes, list):
             return None
-        if app is not self._scanned_app:
-            self._has_exempt = _any_marked(routes)
-            self._scanned_app = app
-        if not self._has_exempt:
-            return None
-        probe = dict(scope)
-        probe.pop("fastapi", None)  # FastAPI keeps per-request routing state there
+        exempt = self._exempt
+        if exempt is None or app is not self._app or exempt.size != len(routes):
+            exempt = self._exempt = _ExemptRoutes(routes)
+            self._app = app
         try:
-            endpoint = _resolve(routes, probe)
+            return exempt.exempt_endpoint(scope)
         except Exception:  # a route that cannot match this scope: no exemption
             return None
-        return endpoint if _is_marked(endpoint) else None
 
 
 def exchange(request: Any) -> Exchange:

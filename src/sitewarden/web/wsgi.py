@@ -7,6 +7,7 @@ it reads at most ``MAX_BODY`` bytes and hands the application an identical strea
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -49,10 +50,8 @@ def view_from_environ(environ: Environ) -> RequestView:
     host = headers.get("host") or environ.get("SERVER_NAME", "")
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     # PEP 3333 delivers the path as latin-1 decoded bytes: recover the real UTF-8 text.
-    try:
+    with contextlib.suppress(UnicodeError):
         path = path.encode("latin-1").decode("utf-8")
-    except UnicodeError:
-        pass
     port = environ.get("SERVER_PORT")
     return RequestView(
         method=environ.get("REQUEST_METHOD", "GET"),
