@@ -29,20 +29,20 @@ directly, with and without ``SecurityMiddleware`` + ``CsrfViewMiddleware`` +
 
 Each case is a ``timeit`` statement calibrated so one repeat lasts about ``--target-time``
 seconds; rounds run every case once, in an order rotated each round; the figure kept is
-the best per-request time. Added time = case − its bare app, both from the same run.
+the best per-request time. Added time = case - its bare app, both from the same run.
 
 Targets (exit status 1 if one is missed):
 
-1. sitewarden GET with a session          ≤ 1.6 × bare Starlette GET
-2. sitewarden POST, token verified        ≤ 2.0 × bare Starlette POST
-3. sitewarden added time                  ≤ 0.3 × Django's three middleware' added time
+1. sitewarden GET with a session          ≤ 1.6 x bare Starlette GET
+2. sitewarden POST, token verified        ≤ 2.0 x bare Starlette POST
+3. sitewarden added time                  ≤ 0.3 x the added time of Django's three middleware
                                           (GET; POST with a valid token)
 4. sitewarden added time (GET, session)   < secure.py's added time
 
 Run::
 
-    uv run --group bench python bench/bench_web.py            # full (~40 s)
-    uv run --group bench python bench/bench_web.py --quick    # smoke run (~5 s)
+    uv run --group bench python bench/bench_web.py            # full (~20 s)
+    uv run --group bench python bench/bench_web.py --quick    # smoke run (~3 s)
     uv run --group bench python bench/bench_web.py --json     # machine-readable
 """
 
@@ -96,10 +96,8 @@ STATIC_HEADERS = [
     (b"permissions-policy", b"geolocation=(), camera=(), microphone=()"),
 ]
 
-#: (name, case, its baseline, peer case, peer baseline, limit, gating)
-#: Without a peer the ratio is case ÷ baseline; with one it is the ratio of added times
-#: (case − baseline) ÷ (peer − peer baseline). A limit below 1 on "below" targets is ≤;
-#: the secure.py target is a strict "<" (limit 1.0, see ``strict``).
+#: Without "peer" the ratio is case / base; with one it is the ratio of added times,
+#: (case - base) / (peer - peer_base). "strict" makes the comparison "<" instead of "≤".
 TARGETS: list[dict[str, Any]] = [
     {
         "name": "1 GET+session ÷ bare",

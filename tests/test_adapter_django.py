@@ -7,6 +7,7 @@ the ``ROOT_URLCONF``.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -291,8 +292,11 @@ def test_async_stack() -> None:
         r = await client.get("/async-whoami", secure=True)
         assert r.content == b"alice" and r["Cache-Control"] == "no-store"
 
-    with override_settings(SITEWARDEN={**BASE_SETTINGS, "allowed_hosts": ["testserver"]}):
-        asyncio.run(scenario())
+    # in a thread of its own: another test's fixture (Playwright's sync API) may leave an
+    # event loop running in the main thread, where asyncio.run() is refused
+    only_testserver = {**BASE_SETTINGS, "allowed_hosts": ["testserver"]}
+    with override_settings(SITEWARDEN=only_testserver), ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
     assert REC.changes == 2
 
 
@@ -316,3 +320,10 @@ def test_csp_report(client: Client) -> None:
     )
     assert 200 <= r.status_code < 300
     assert REC.calls == 0
+
+
+def test_oversized_form_without_browser_headers(client: Client) -> None:
+    body = "a=" + "x" * (1 << 20)
+    r = client.post("/change", body, content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 413
+    assert REC.changes == 0

@@ -15,6 +15,7 @@ from tests.test_asgi_wsgi import (
     CROSS_SITE,
     EVIL_HOST,
     FINGERPRINTS,
+    FORM,
     HOST,
     HTTP,
     HTTPS,
@@ -248,3 +249,11 @@ def test_csrf_runs_before_earlier_before_request_hooks() -> None:
 def test_warden_and_settings_are_exclusive() -> None:
     with pytest.raises(TypeError):
         Sitewarden(warden=make_warden(), store="memory://")
+
+
+def test_oversized_form_without_browser_headers(site: tuple[Any, Recorder]) -> None:
+    client, rec = site
+    body = b"a=" + b"x" * (1 << 20)
+    r = client.post("/change", base_url=HTTPS, data=body, content_type=FORM["content-type"])
+    assert r.status_code == 413
+    assert rec.changes == 0

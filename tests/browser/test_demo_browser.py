@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -136,7 +137,7 @@ def test_reflected_script_does_not_run_and_is_reported(site: Any, context: Any) 
     marker = f"csp-reflect-{secrets.token_hex(6)}"
     payload = f"<script>window.__swReflected = '{marker}'</script>"
     page = context.new_page()
-    page.goto(site.url("/reflect?marker=" + marker + "&q=" + payload.replace(" ", "%20")))
+    page.goto(site.url("/reflect?" + urllib.parse.urlencode({"marker": marker, "q": payload})))
     ran = page.evaluate("(m) => window.__swReflected === m", marker)
     stopped(not ran, f"the reflected script ran on {site.name}")
     report = wait_for_report(site, marker)
