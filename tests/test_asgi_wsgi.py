@@ -468,15 +468,8 @@ def test_asgi_websocket_same_origin_and_bad_host() -> None:
     assert rec.calls == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug (web/asgi.py): the handshake is begun as a GET, a safe method, so the "
-        "CSRF guard never looks at Origin; a cross-site WebSocket handshake is accepted "
-        "(cross-site WebSocket hijacking with the session cookie)"
-    ),
-)
 def test_asgi_websocket_cross_site_origin_refused() -> None:
+    """Cross-site WebSocket hijacking: another site's page opens a socket with our cookie."""
     from starlette.websockets import WebSocketDisconnect
 
     rec = Recorder()
@@ -489,3 +482,12 @@ def test_asgi_websocket_cross_site_origin_refused() -> None:
     ):
         ws.receive_text()
     assert rec.calls == 0
+
+
+def test_asgi_websocket_same_origin_and_non_browser_clients_pass() -> None:
+    rec = Recorder()
+    client = TestClient(make_warden().asgi(websocket_app(rec)))
+    for headers in ({"origin": f"https://{HOST}"}, {}):
+        with client.websocket_connect(f"wss://{HOST}/ws", headers=headers) as ws:
+            ws.receive_text()
+    assert rec.calls == 2

@@ -223,6 +223,15 @@ class Warden:
             ex.user, ex.session = None, None
         return ex
 
+    def begin_websocket(self, view: RequestView) -> Exchange:
+        """Run the guards on a WebSocket handshake, including its Origin check."""
+        view.method = "GET"
+        ex = self.begin(view)
+        if ex.reply is None and not self._csrf_guard.websocket_origin_allowed(view, ex.site_origin):
+            self._event("websocket.refused", ex, reason="cross-site WebSocket handshake")
+            ex.reply = _plain(403, "Forbidden: cross-site WebSocket handshake.\n")
+        return ex
+
     def _warn_untrusted_forwarding(self, ex: Exchange) -> None:
         """Warn once when proxy headers arrive but no proxy is trusted (they are ignored)."""
         if forwarded_headers_present(ex.view):

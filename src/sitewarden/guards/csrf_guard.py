@@ -315,6 +315,20 @@ class CsrfGuard:
             return _PASS
         return Decision(False, REASON_BAD_REFERER)
 
+    def websocket_origin_allowed(self, view: RequestView, site_origin: str) -> bool:
+        """Return whether a WebSocket handshake may proceed (cross-site WebSocket hijacking).
+
+        A handshake is a GET, so the unsafe-method rules never see it, yet the browser
+        attaches the victim's cookies to it from any page. Browsers always send ``Origin``
+        on a handshake: it must be the site's own or a trusted one. A client without
+        ``Origin`` is not a browser and carries no ambient cookies, so it may proceed.
+        """
+        origin = view.headers.get("origin")
+        if origin is None:
+            return True
+        key = _origin_key(origin.strip())
+        return key == _origin_key(site_origin) or self._is_trusted(key)
+
     def _is_trusted(self, key: str) -> bool:
         """Whether the normalised origin *key* is one of the trusted origins."""
         if key in self._trusted:

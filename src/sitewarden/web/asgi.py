@@ -22,6 +22,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+#: WebSocket schemes as the origin a browser compares them with.
+_HTTP_SCHEME = {"ws": "http", "wss": "https"}
+
 _TOO_LARGE = Reply(413, [("content-type", "text/plain; charset=utf-8")], b"Payload Too Large\n")
 
 
@@ -40,12 +43,15 @@ def view_from_scope(scope: Scope) -> RequestView:
     host = headers.get("host")
     if host is None and server:
         host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
+    query = scope.get("query_string", b"")
+    scheme: str = scope.get("scheme") or "http"
     return RequestView(
         method=scope.get("method", "GET"),
-        scheme=scope.get("scheme", "http"),
+        scheme=_HTTP_SCHEME.get(scheme, scheme),
         host=host or "",
         path=scope.get("path", "/"),
-        query=scope.get("query_string", b"").decode("latin-1"),
+        # the spec says bytes; some test clients pass str
+        query=query.decode("latin-1") if isinstance(query, bytes) else str(query),
         headers=headers,
         client=client[0] if client else None,
         server_port=server[1] if server else None,
@@ -68,9 +74,8 @@ class SitewardenASGI:
             return
         view = view_from_scope(scope)
         if kind == "websocket":
-            # Host validation and Origin checks apply to the handshake as well.
-            view.method = "GET"
-            ex = self.warden.begin(view)
+            # Host validation and the Origin check (cross-site hijacking) apply here too.
+            ex = self.warden.begin_websocket(view)
             if ex.reply is not None:
                 await send({"type": "websocket.close", "code": 1008})
                 return
@@ -105,6 +110,8 @@ def _with_exchange(scope: Scope, ex: Exchange) -> Scope:
 
 
 def _is_exempt(scope: Scope) -> bool:
+    if scope.get("sitewarden.csrf_exempt"):
+        return True  # set by a framework adapter that knows the route
     endpoint = scope.get("endpoint")
     return bool(endpoint is not None and getattr(endpoint, "sitewarden_csrf_exempt", False))
 

@@ -31,7 +31,6 @@ It replaces Flask-Talisman (headers, HTTPS redirect, cookie flags) and Flask-WTF
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
 from typing import Any
 
 from markupsafe import Markup
@@ -39,44 +38,14 @@ from markupsafe import Markup
 from sitewarden.warden import MAX_BODY, Exchange, Warden
 from sitewarden.web.request import Reply
 from sitewarden.web.wsgi import (
-    Environ,
     SitewardenWSGI,
-    StartResponse,
-    _read_body,
-    _send_reply,
-    view_from_environ,
 )
 
-__all__ = ["DeferredCsrfWSGI", "Sitewarden", "exchange"]
+__all__ = ["Sitewarden", "exchange"]
 
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
 _MARK = "sitewarden_csrf_exempt"
 _TOO_LARGE = Reply(413, [("content-type", "text/plain; charset=utf-8")], b"Payload Too Large\n")
-
-
-class DeferredCsrfWSGI(SitewardenWSGI):
-    """:class:`~sitewarden.web.wsgi.SitewardenWSGI` that leaves the CSRF check to the app.
-
-    Everything but CSRF is decided here, before the application; the application (after
-    routing) must call :meth:`Exchange.check_csrf <sitewarden.warden.Exchange.check_csrf>`
-    for every request, as :class:`Sitewarden` does in ``before_request``.
-    """
-
-    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        """Handle one WSGI request (CSRF deferred)."""
-        ex = self.warden.begin(view_from_environ(environ), defer_csrf=True)
-        if ex.reply is None and ex.body_handler is not None:  # the CSP report receiver
-            body = _read_body(environ, MAX_BODY)
-            ex.reply = _TOO_LARGE if body is None else ex.body_handler(body)
-        if ex.reply is not None:
-            return _send_reply(start_response, ex.reply, ex)
-        environ["sitewarden"] = ex
-        environ["sitewarden.user"] = ex.user
-
-        def wrapped_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            return start_response(status, ex.response_headers(headers), exc_info)
-
-        return self.app(environ, wrapped_start)
 
 
 def exchange() -> Exchange:
@@ -122,7 +91,7 @@ class Sitewarden:
         if self._warden is None:
             self._warden = Warden(**dict(app.config.get("SITEWARDEN", {})))
         warden = self._warden
-        app.wsgi_app = DeferredCsrfWSGI(app.wsgi_app, warden)
+        app.wsgi_app = SitewardenWSGI(app.wsgi_app, warden, defer_csrf=True)
         # First of the app's before_request functions: nothing runs before the CSRF check.
         app.before_request_funcs.setdefault(None, []).insert(0, _check_csrf)
         app.extensions["sitewarden"] = self

@@ -68,15 +68,24 @@ def view_from_environ(environ: Environ) -> RequestView:
 class SitewardenWSGI:
     """The WSGI middleware; build it with ``warden.wsgi(app)``."""
 
-    def __init__(self, app: WSGIApp, warden: Warden) -> None:
-        """Wrap *app* with *warden*'s protections."""
+    def __init__(self, app: WSGIApp, warden: Warden, *, defer_csrf: bool = False) -> None:
+        """Wrap *app* with *warden*'s protections.
+
+        With *defer_csrf* the CSRF check is left to a framework adapter that runs
+        :meth:`~sitewarden.warden.Exchange.check_csrf` once it knows the view.
+        """
         self.app = app
         self.warden = warden
+        self.defer_csrf = defer_csrf
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one WSGI request."""
         view = view_from_environ(environ)
-        ex = self.warden.begin(view, csrf_exempt=bool(environ.get("sitewarden.csrf_exempt")))
+        ex = self.warden.begin(
+            view,
+            csrf_exempt=bool(environ.get("sitewarden.csrf_exempt")),
+            defer_csrf=self.defer_csrf,
+        )
         if ex.reply is None and ex.body_handler is not None:
             body = _read_body(environ, MAX_BODY)
             if body is None:
