@@ -304,3 +304,15 @@ def test_arbitrary_bodies_never_raise(body: bytes, ctype: str, method: str) -> N
     for report in list_reports(store, limit=100):
         assert set(report) == set(FIELDS)
         json.dumps(report).encode()  # storable and printable
+
+
+def test_reports_of_the_same_millisecond_list_newest_first(
+    receiver: ReportReceiver, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrival order is kept even when the clock does not move between reports."""
+    monkeypatch.setattr(time, "time", lambda: 1_795_305_600.0)
+    for n in range(12):
+        body = {"csp-report": {"document-uri": f"https://example.org/{n}"}}
+        assert post(receiver, body, client=f"192.0.2.{n}").status == 204
+    uris = [r["document_uri"] for r in list_reports(store, limit=12)]
+    assert uris == [f"https://example.org/{n}" for n in reversed(range(12))]

@@ -10,7 +10,7 @@ Browsers send Content-Security-Policy violation reports in two formats:
     (deprecation, intervention, …) are ignored.
 
 Both are normalised to one flat record (see :data:`FIELDS`) and stored as JSON under
-``csp-report:<unix-ms, 13 digits>:<random>`` for :data:`REPORT_TTL` (30 days), so
+``csp-report:<unix-ms, 13 digits>:<sequence, 12 digits>`` for :data:`REPORT_TTL` (30 days), so
 ``store.keys("csp-report:")`` lists them oldest first. Every text field is length-capped and
 stripped of control characters (the records are shown in terminals).
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import secrets
 import time
 from typing import Any
 
@@ -39,6 +38,8 @@ __all__ = ["FIELDS", "REPORT_PREFIX", "REPORT_TTL", "ReportReceiver", "list_repo
 
 #: Store key prefix of stored reports.
 REPORT_PREFIX = "csp-report:"
+#: Store-wide counter numbering the reports (outside REPORT_PREFIX, so never listed).
+SEQUENCE_KEY = "csp-report-seq"
 #: Store key prefix of the per-client rate counters (deliberately not under REPORT_PREFIX).
 RATE_PREFIX = "csp-rate:"
 #: Store key prefix of the site-wide per-minute counters.
@@ -247,7 +248,10 @@ class ReportReceiver:
         return record
 
     def _save(self, record: dict[str, Any], now: float) -> None:
-        key = f"{REPORT_PREFIX}{int(now * 1000):013d}:{secrets.token_hex(6)}"
+        # A store-wide sequence number after the time: reports of the same millisecond
+        # (or from processes with slightly different clocks) still list in arrival order.
+        seq = self.store.incr(SEQUENCE_KEY)
+        key = f"{REPORT_PREFIX}{int(now * 1000):013d}:{seq:012d}"
         value = json.dumps(record, separators=(",", ":")).encode()
         self.store.set(key, value, ttl=REPORT_TTL)
 

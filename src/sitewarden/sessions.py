@@ -251,6 +251,16 @@ class SessionManager:
             keys = self._rebuild(userid, keys, mono, create=False)
             if keys is None:
                 return None  # no ring: never signed in here (or an attacker-chosen id)
+        if cached is not None and cached._keyring is keys.combined:
+            # A repeat cookie under the very ring object that verified it: the signature
+            # check would give the same answer, so only the clocks are checked again.
+            issued = cached.issued
+            if (
+                issued + self._idle > t
+                and login + self._absolute > t
+                and (t - issued < self._refresh_after)
+            ):
+                return cached
         found = validate_ticket(keys.combined, ticket, quote_userid=True)
         if found is None:
             keys = self._reload_after_miss(userid, keys, mono)

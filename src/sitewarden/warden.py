@@ -133,11 +133,43 @@ class Warden:
         self._static_csp: list[tuple[str, str]] = self.headers.csp.headers(None)
         self._remove = self.headers.remove
         self._names = self.headers.names | {"cache-control", "vary", "clear-site-data"}
-        self._http_static = list(self._always) + self._static_csp
-        self._https_static = self._http_static + list(self._https)
-        self._http_static_b = _encode(self._http_static)
-        self._https_static_b = _encode(self._https_static)
+        self._remove_b = frozenset(n.encode("latin-1") for n in self._remove)
+        self._names_b = frozenset(n.encode("latin-1") for n in self._names)
         self._cookie_exempt = frozenset(p.harden_cookies_except) | {self.sessions.cookie_name}
+        self._no_proxies = not p.trusted_proxies
+        self._https_redirect = p.https_redirect
+        self._report_path = p.csp_report_path if self._reports is not None else None
+        self._csrf_on = p.csrf != "off"
+        #: The request headers any guard reads: adapters may decode only these.
+        self.request_headers: frozenset[bytes] = frozenset(
+            name.encode("latin-1")
+            for name in (
+                "host", "cookie", "origin", "referer", "sec-fetch-site", "content-type",
+                "content-length", "accept", "x-forwarded-for", "x-forwarded-proto",
+                "x-forwarded-host", "forwarded", "access-control-request-method",
+                "access-control-request-headers", "user-agent", p.csrf_header.lower(),
+            )
+        )  # fmt: skip
+        name = self.sessions.cookie_name
+        self._cookie_marker = name + "="
+        # The finished security headers of the common responses, computed once: HTTPS or
+        # not, signed in or not, safe or unsafe method. A response that needs anything
+        # else (a nonce, a login, CORS, an app header of ours) takes the general path.
+        self._variants: dict[tuple[bool, bool, bool], list[tuple[str, str]]] = {}
+        for https in (False, True):
+            for signed_in in (False, True):
+                for unsafe in (False, True):
+                    headers = list(self._always) + (list(self._https) if https else [])
+                    headers += self._static_csp
+                    if signed_in and p.no_store_when_signed_in:
+                        headers.append(_NO_STORE)
+                    vary = (["Cookie"] if signed_in else []) + (
+                        list(self._csrf_guard.vary_headers) if unsafe else []
+                    )
+                    if vary:
+                        headers.append(("vary", ", ".join(vary)))
+                    self._variants[(https, signed_in, unsafe)] = headers
+        self._variants_b = {key: _encode(value) for key, value in self._variants.items()}
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> Warden:
@@ -177,26 +209,25 @@ class Warden:
         """
         origin = self._proxies.resolve(view)
         ex = Exchange(self, view, origin)
-        if not self._warned_forwarded and not self.policy.trusted_proxies:
+        # Proxy headers from a peer nobody trusts: ignored, reported once, and a reason to
+        # keep management screens shut (every client would look like the proxy).
+        untrusted_forwarding = self._no_proxies and forwarded_headers_present(view)
+        if untrusted_forwarding and not self._warned_forwarded:
             self._warn_untrusted_forwarding(ex)
         if not self._hosts.allows(origin.host):
             self._event("host.refused", ex, reason=f"host {origin.host!r} not allowed")
             ex.reply = _BAD_HOST
             return ex
-        if self.policy.https_redirect and not ex.https:
+        if self._https_redirect and not ex.https:
             ex.reply = https_redirect(view, origin, self.policy.https_port)
             if ex.reply is not None:
                 return ex
         path = view.path
-        if self._reports is not None and path == self.policy.csp_report_path:
+        if path == self._report_path:
             ex.body_handler = ex.receive_report
             return ex
         if not self._manage.allowed(path, origin.host, origin.client) or (
-            # Forwarded headers from an untrusted peer mean a proxy nobody configured: every
-            # client would look like the proxy (often loopback), so management fails closed.
-            not self.policy.trusted_proxies
-            and self._manage.is_management(path)
-            and forwarded_headers_present(view)
+            untrusted_forwarding and self._manage.is_management(path)
         ):
             self._event("manage.refused", ex, reason="management path outside its host")
             ex.reply = _NOT_FOUND
@@ -207,14 +238,14 @@ class Warden:
                 ex.reply = preflight
                 return ex
         try:
-            cookie = view.cookies.get(self.sessions.cookie_name)
+            cookie = self._session_cookie(view)
             if cookie:
                 ex.session = self.sessions.check(cookie)
                 if ex.session is None:
                     ex._clear_cookie = True  # tampered or expired: not signed in
                 else:
                     ex.user = ex.session.userid
-            if not defer_csrf and view.method not in _SAFE_METHODS and self.policy.csrf != "off":
+            if not defer_csrf and self._csrf_on and view.method not in _SAFE_METHODS:
                 self._check_csrf(ex, csrf_exempt)
         except StoreError as exc:
             return self._store_failure(ex, exc)
@@ -233,15 +264,34 @@ class Warden:
         return ex
 
     def _warn_untrusted_forwarding(self, ex: Exchange) -> None:
-        """Warn once when proxy headers arrive but no proxy is trusted (they are ignored)."""
-        if forwarded_headers_present(ex.view):
-            self._warned_forwarded = True
-            self._event(
-                "proxy.untrusted_forwarding",
-                ex,
-                reason="X-Forwarded-*/Forwarded headers ignored: set trusted_proxies if a "
-                "proxy is in front of this site",
-            )
+        """Warn once that proxy headers arrive but no proxy is trusted (they are ignored)."""
+        self._warned_forwarded = True
+        self._event(
+            "proxy.untrusted_forwarding",
+            ex,
+            reason="X-Forwarded-*/Forwarded headers ignored: set trusted_proxies if a "
+            "proxy is in front of this site",
+        )
+
+    def _session_cookie(self, view: RequestView) -> str | None:
+        """Find the session cookie without parsing every cookie (the first one wins)."""
+        header = view.headers.get("cookie")
+        if not header:
+            return None
+        marker = self._cookie_marker
+        start = header.find(marker)
+        # Only at the start or after "; ": a cookie whose name merely ends with ours (a
+        # sibling subdomain's "x__Host-sw_session") must not be taken for it.
+        while start > 0 and header[start - 1] not in "; ":
+            start = header.find(marker, start + 1)
+        if start < 0:
+            return None
+        start += len(marker)
+        end = header.find(";", start)
+        value = (header[start:] if end < 0 else header[start:end]).strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        return value
 
     def _check_csrf(self, ex: Exchange, exempt: bool) -> None:
         decision = self._csrf_guard.decide(ex.view, ex.site_origin, ex.user, exempt=exempt)
@@ -298,7 +348,6 @@ class Exchange:
         "origin",
         "reply",
         "session",
-        "site_origin",
         "user",
         "view",
         "warden",
@@ -310,7 +359,6 @@ class Exchange:
         self.view = view
         self.origin = origin
         self.https = origin.scheme == "https"
-        self.site_origin = f"{origin.scheme}://{origin.host}"
         #: A reply sitewarden sends instead of calling the application.
         self.reply: Reply | None = None
         #: Set when sitewarden must read the body before deciding (CSRF field, report).
@@ -322,6 +370,11 @@ class Exchange:
         self._login: str | None = None
         self._logout = False
         self._clear_cookie = False
+
+    @property
+    def site_origin(self) -> str:
+        """The site's own origin for this request (``scheme://host``), as resolved."""
+        return f"{self.origin.scheme}://{self.origin.host}"
 
     # -- for applications ------------------------------------------------------------
 
@@ -390,21 +443,23 @@ class Exchange:
         """Return the application's *headers* made safe, plus sitewarden's (text form)."""
         warden = self.warden
         remove = warden._remove
+        harden = warden.policy.harden_cookies
         out: list[tuple[str, str]] = []
         present: set[str] = set()
         for name, value in headers:
             lower = name.lower()
             if lower in remove:
                 continue
-            if lower == "set-cookie" and warden.policy.harden_cookies:
-                value = harden_set_cookie(
-                    value,
-                    https=self.https,
-                    samesite=warden.policy.cookie_samesite,
-                    exempt=warden._cookie_exempt,
-                )
+            if lower == "set-cookie" and harden:
+                value = self._harden(value)
             present.add(lower)
             out.append((name, value))
+        variant = self._variant_key(present, warden._names)
+        if variant is not None:
+            out.extend(warden._variants[variant])
+            if self.session is not None and self.session.refresh:
+                out.extend(self._session_cookie_headers())
+            return out
         out.extend(self._additions(present))
         return out
 
@@ -413,40 +468,60 @@ class Exchange:
     ) -> list[tuple[bytes, bytes]]:
         """Do what :meth:`response_headers` does, for ASGI's byte pairs."""
         warden = self.warden
-        remove = warden._remove
+        remove = warden._remove_b
+        harden = warden.policy.harden_cookies
         out: list[tuple[bytes, bytes]] = []
-        present: set[str] = set()
+        present: set[bytes] = set()
         for name, value in headers:
-            lower = name.decode("latin-1").lower()
+            lower = name.lower()  # ASGI names are lower-case already; cheap insurance
             if lower in remove:
                 continue
-            if lower == "set-cookie" and warden.policy.harden_cookies:
-                value = harden_set_cookie(
-                    value.decode("latin-1"),
-                    https=self.https,
-                    samesite=warden.policy.cookie_samesite,
-                    exempt=warden._cookie_exempt,
-                ).encode("latin-1")
+            if lower == b"set-cookie" and harden:
+                value = self._harden(value.decode("latin-1")).encode("latin-1")
             present.add(lower)
             out.append((name, value))
-        if self._nonce is None and self._plain_response() and present.isdisjoint(warden._names):
-            # The common case: the precomputed security headers as they are.
-            out.extend(warden._https_static_b if self.https else warden._http_static_b)
+        variant = self._variant_key(present, warden._names_b)
+        if variant is not None:
+            out.extend(warden._variants_b[variant])
+            if self.session is not None and self.session.refresh:
+                out.extend(_encode(self._session_cookie_headers()))
             return out
-        out.extend((n.encode("latin-1"), v.encode("latin-1")) for n, v in self._additions(present))
+        text_present = {n.decode("latin-1") for n in present}
+        out.extend(_encode(self._additions(text_present)))
         return out
 
-    def _plain_response(self) -> bool:
-        """Tell whether nothing request-specific (session, CORS, Vary) must be added."""
-        return (
-            self.user is None
-            and self.session is None
-            and self._login is None
-            and not self._logout
-            and not self._clear_cookie
-            and self.warden._cors is None
-            and self.view.method in _SAFE_METHODS
+    def _harden(self, value: str) -> str:
+        warden = self.warden
+        return harden_set_cookie(
+            value,
+            https=self.https,
+            samesite=warden.policy.cookie_samesite,
+            exempt=warden._cookie_exempt,
         )
+
+    def _variant_key(
+        self, present: set[Any], names: frozenset[Any]
+    ) -> tuple[bool, bool, bool] | None:
+        """Return the key of the precomputed headers that fit, or ``None`` (general path)."""
+        if (
+            self._nonce is not None
+            or self._login is not None
+            or self._logout
+            or self._clear_cookie
+            or self.warden._cors is not None
+            or not present.isdisjoint(names)
+        ):
+            return None
+        return (self.https, self.session is not None, self.view.method not in _SAFE_METHODS)
+
+    def _session_cookie_headers(self) -> list[tuple[str, str]]:
+        """Return the refreshed session cookie (an active session's ticket, renewed)."""
+        sessions = self.warden.sessions
+        assert self.session is not None
+        # On a store error the current cookie stays: it is valid until its idle timeout.
+        with contextlib.suppress(StoreError):
+            return [("set-cookie", sessions.set_cookie(sessions.renew(self.session)))]
+        return []
 
     def _additions(self, present: set[str]) -> list[tuple[str, str]]:
         """Sitewarden's headers for this response, skipping those the application set."""
@@ -469,9 +544,7 @@ class Exchange:
             if warden.policy.clear_site_data_on_logout and "clear-site-data" not in present:
                 add.append(_CLEAR_SITE_DATA)
         elif self.session is not None and self.session.refresh:
-            # On a store error the current cookie stays: it is valid until its idle timeout.
-            with contextlib.suppress(StoreError):
-                add.append(("set-cookie", sessions.set_cookie(sessions.renew(self.session))))
+            add.extend(self._session_cookie_headers())
         elif self._clear_cookie:
             add.append(("set-cookie", sessions.clear_cookie()))
         signed_in = self.user is not None or self._login is not None or self._logout

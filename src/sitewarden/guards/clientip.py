@@ -59,6 +59,7 @@ FORWARDED_HEADERS: tuple[str, ...] = (
     "x-forwarded-host",
     "forwarded",
 )
+_FORWARDED_SET = frozenset(FORWARDED_HEADERS)
 #: How many forwarded hops are examined at most, from the right.
 MAX_HOPS = 32
 
@@ -106,8 +107,7 @@ def forwarded_headers_present(view: RequestView) -> bool:
     Used to warn, once, that such headers arrive while no proxy is trusted: the site is
     probably behind a proxy that ``trusted_proxies`` does not name.
     """
-    headers = view.headers
-    return any(name in headers for name in FORWARDED_HEADERS)
+    return not _FORWARDED_SET.isdisjoint(view.headers)  # one C-level pass
 
 
 def normalise_ip(text: str) -> str | None:
