@@ -148,3 +148,25 @@ def test_login_and_logout_through_the_exchange(warden: Warden) -> None:
     assert "Max-Age=0" in out["set-cookie"]
     assert out["clear-site-data"] == '"cache", "cookies", "storage"'
     assert warden.begin(view("/", cookie=f"__Host-sw_session={value}")).user is None
+
+
+def test_session_cookie_lookalike_names_are_not_taken(warden: Warden) -> None:
+    """A sibling subdomain's cookie whose name ends with ours must not pass for it."""
+    good = warden.sessions.issue("alice")
+    name = warden.sessions.cookie_name
+    evil = warden.sessions.issue("mallory")
+    for header, user in (
+        (f"x{name}={evil}; {name}={good}", "alice"),
+        (f"{name}={good}; x{name}={evil}", "alice"),
+        (f"theme=dark;{name}={good}", "alice"),
+        (f"x{name}={evil}", None),
+        (f"{name}=garbage", None),
+    ):
+        for _ in range(2):  # the second time from the per-header memo
+            assert warden.begin(view("/", cookie=header)).user == user, header
+
+
+def test_first_of_two_session_cookies_wins(warden: Warden) -> None:
+    first, second = warden.sessions.issue("alice"), warden.sessions.issue("bob")
+    name = warden.sessions.cookie_name
+    assert warden.begin(view("/", cookie=f"{name}={first}; {name}={second}")).user == "alice"

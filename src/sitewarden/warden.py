@@ -46,6 +46,7 @@ from sitewarden.web.request import Reply, RequestView
 __all__ = ["MAX_BODY", "CsrfTokens", "Exchange", "Origin", "Warden"]
 
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
+_MISSING = object()
 _CLEAR_SITE_DATA = ("clear-site-data", '"cache", "cookies", "storage"')
 _NO_STORE = ("cache-control", "no-store")
 
@@ -152,6 +153,7 @@ class Warden:
         )  # fmt: skip
         name = self.sessions.cookie_name
         self._cookie_marker = name + "="
+        self._cookie_memo: dict[str, str | None] = {}
         # The finished security headers of the common responses, computed once: HTTPS or
         # not, signed in or not, safe or unsafe method. A response that needs anything
         # else (a nonce, a login, CORS, an app header of ours) takes the general path.
@@ -207,7 +209,11 @@ class Warden:
         With *defer_csrf* the CSRF check is left for :meth:`Exchange.check_csrf`, for
         adapters that learn the view (and its exemption decorator) only after routing.
         """
-        origin = self._proxies.resolve(view)
+        client = view.client
+        if self._no_proxies and (client is None or not client.startswith("::ffff:")):
+            origin: Origin | RequestView = view  # nothing to resolve: the view is the origin
+        else:
+            origin = self._proxies.resolve(view)
         ex = Exchange(self, view, origin)
         # Proxy headers from a peer nobody trusts: ignored, reported once, and a reason to
         # keep management screens shut (every client would look like the proxy).
@@ -274,10 +280,24 @@ class Warden:
         )
 
     def _session_cookie(self, view: RequestView) -> str | None:
-        """Find the session cookie without parsing every cookie (the first one wins)."""
+        """Find the session cookie without parsing every cookie (the first one wins).
+
+        A browser sends the same Cookie header on every request, so the answer is
+        remembered per header string (bounded).
+        """
         header = view.headers.get("cookie")
         if not header:
             return None
+        found = self._cookie_memo.get(header, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
+        found = self._find_session_cookie(header)
+        if len(self._cookie_memo) >= 4096:
+            self._cookie_memo.clear()
+        self._cookie_memo[header] = found
+        return found
+
+    def _find_session_cookie(self, header: str) -> str | None:
         marker = self._cookie_marker
         start = header.find(marker)
         # Only at the start or after "; ": a cookie whose name merely ends with ours (a
@@ -353,7 +373,7 @@ class Exchange:
         "warden",
     )
 
-    def __init__(self, warden: Warden, view: RequestView, origin: Origin) -> None:
+    def __init__(self, warden: Warden, view: RequestView, origin: Origin | RequestView) -> None:
         """Start the exchange for *view* as resolved to *origin*."""
         self.warden = warden
         self.view = view

@@ -45,7 +45,9 @@ _QUERY_SAFE = "/?:@!$&'()*+,;=-._~%"
 _TEXT = [("content-type", "text/plain; charset=utf-8")]
 
 
-def https_redirect(view: RequestView, origin: Origin, https_port: int | None) -> Reply | None:
+def https_redirect(
+    view: RequestView, origin: Origin | RequestView, https_port: int | None
+) -> Reply | None:
     """Return the redirect to HTTPS for a plain-HTTP request, or ``None`` for HTTPS.
 
     *origin* is the request as resolved by :class:`~sitewarden.guards.clientip.ProxyResolver`

@@ -36,15 +36,17 @@ def view_from_scope(scope: Scope, wanted: frozenset[bytes] | None = None) -> Req
     ASGI requires lower-case header names, so they are compared as they come.
     """
     raw = scope.get("headers") or ()
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in raw:
-        if wanted is not None and raw_name not in wanted:
-            continue
-        name = raw_name.decode("latin-1")
-        if name in headers:  # a repeated header (HTTP/2 splits Cookie): join them
-            headers[name] += ("; " if name == "cookie" else ", ") + raw_value.decode("latin-1")
-        else:
-            headers[name] = raw_value.decode("latin-1")
+    kept = list(raw) if wanted is None else [pair for pair in raw if pair[0] in wanted]
+    headers = {n.decode("latin-1"): v.decode("latin-1") for n, v in kept}
+    if len(headers) != len(kept):  # a repeated header (HTTP/2 splits Cookie): join them
+        headers = {}
+        for raw_name, raw_value in kept:
+            name = raw_name.decode("latin-1")
+            value = raw_value.decode("latin-1")
+            if name in headers:
+                headers[name] += ("; " if name == "cookie" else ", ") + value
+            else:
+                headers[name] = value
     server = scope.get("server")
     client = scope.get("client")
     host = headers.get("host")
@@ -92,23 +94,41 @@ class SitewardenASGI:
             "endpoint" in scope and getattr(scope["endpoint"], "sitewarden_csrf_exempt", False)
         )
         ex = self.warden.begin(view, csrf_exempt=exempt)
-        if ex.reply is None and ex.body_handler is not None:
-            body, complete = await _read_body(receive, MAX_BODY)
-            if not complete:
-                ex.reply = _TOO_LARGE
-            else:
-                ex.reply = ex.body_handler(body)
-                receive = _replay(body, receive)
+        if ex.reply is not None:
+            await _send_reply(send, ex.reply, ex)
+        elif ex.body_handler is not None:
+            await self._with_body(scope, receive, send, ex)
+        else:
+            await self.app(_with_exchange(scope, ex), receive, _header_rewriter(send, ex))
+
+    async def _with_body(self, scope: Scope, receive: Receive, send: Send, ex: Exchange) -> None:
+        """Read the body sitewarden must see first (CSRF field, CSP report), then go on."""
+        assert ex.body_handler is not None
+        body, complete = await _read_body(receive, MAX_BODY)
+        if not complete:
+            ex.reply = _TOO_LARGE
+        else:
+            ex.reply = ex.body_handler(body)
+            receive = _replay(body, receive)
         if ex.reply is not None:
             await _send_reply(send, ex.reply, ex)
             return
+        await self.app(_with_exchange(scope, ex), receive, _header_rewriter(send, ex))
 
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = ex.response_headers_bytes(message.get("headers", ()))
-            await send(message)
 
-        await self.app(_with_exchange(scope, ex), receive, send_wrapper)
+def _header_rewriter(send: Send, ex: Exchange) -> Send:
+    """Wrap *send* so the response's headers pass through *ex* on their way out.
+
+    A plain function returning the real send's awaitable (ASGI asks only for an awaitable
+    callable): no coroutine of its own per message.
+    """
+
+    def send_wrapper(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            message["headers"] = ex.response_headers_bytes(message.get("headers", ()))
+        return send(message)
+
+    return send_wrapper
 
 
 def _with_exchange(scope: Scope, ex: Exchange) -> Scope:
