@@ -31,7 +31,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import hashlib
 import hmac
@@ -39,15 +38,15 @@ import importlib.metadata
 import importlib.util
 import itertools
 import json
-import os
-import platform
 import sys
 import time
-import timeit
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
+
+from harness import Case, run_interleaved
+from harness import machine_info as harness_machine_info
 
 # -- shared inputs ------------------------------------------------------------------
 
@@ -76,36 +75,6 @@ TARGETS = [
 
 
 @dataclass
-class Case:
-    key: str
-    label: str
-    stmt: str
-    namespace: dict[str, Any]
-    number: int = 0
-    samples: list[float] = field(default_factory=list)  # seconds per operation
-
-    def __post_init__(self) -> None:
-        self.timer = timeit.Timer(self.stmt, globals=self.namespace)
-
-    @property
-    def best_us(self) -> float:
-        return min(self.samples) * 1e6
-
-    def calibrate(self, target_time: float) -> None:
-        """Choose a loop count so one repeat takes about *target_time* seconds."""
-        number = 1
-        while True:
-            elapsed = self.timer.timeit(number)
-            if elapsed >= 0.01 or number >= 10**8:
-                break
-            number *= 10
-        self.number = max(1, round(number * target_time / elapsed))
-
-    def run_once(self) -> None:
-        self.samples.append(self.timer.timeit(self.number) / self.number)
-
-
-@dataclass
 class Group:
     key: str
     title: str
@@ -117,13 +86,7 @@ class Group:
 
 
 def run_group(group: Group, repeats: int, target_time: float) -> None:
-    for case in group.cases:  # calibration doubles as warm-up
-        case.calibrate(target_time)
-    n = len(group.cases)
-    for r in range(repeats):
-        shift = r % n
-        for case in group.cases[shift:] + group.cases[:shift]:
-            case.run_once()
+    run_interleaved(group.cases, repeats, target_time)
 
 
 # -- peers --------------------------------------------------------------------------
@@ -461,30 +424,9 @@ def sanity_check(groups: list[Group]) -> None:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    versions = {}
-    for dist in ("sitewarden", "plone.session", "pyramid", "itsdangerous", "django", "flask"):
-        versions[dist] = importlib.metadata.version(dist)
-    versions["flask-wtf"] = importlib.metadata.version("flask-wtf")
-    return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "cpu": cpu,
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "openssl": __import__("ssl").OPENSSL_VERSION,
-        "versions": versions,
-    }
+    return harness_machine_info(
+        ("sitewarden", "plone.session", "pyramid", "itsdangerous", "django", "flask", "flask-wtf")
+    )
 
 
 def evaluate_targets(groups: list[Group]) -> list[dict[str, Any]]:

@@ -49,20 +49,17 @@ Run::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
-import importlib.metadata
 import io
 import json
 import logging
-import os
-import platform
 import sys
 import time
-import timeit
 import types
-from dataclasses import dataclass, field
 from typing import Any
+
+from harness import Case, run_interleaved
+from harness import machine_info as harness_machine_info
 
 # -- shared inputs ------------------------------------------------------------------
 
@@ -162,52 +159,6 @@ TARGETS: list[dict[str, Any]] = [
 
 
 # -- measurement (the same machinery as bench_core.py) ------------------------------
-
-
-@dataclass
-class Case:
-    key: str
-    section: str
-    label: str
-    stmt: str
-    namespace: dict[str, Any]
-    number: int = 0
-    samples: list[float] = field(default_factory=list)  # seconds per operation
-
-    def __post_init__(self) -> None:
-        self.timer = timeit.Timer(self.stmt, globals=self.namespace)
-
-    @property
-    def best_us(self) -> float:
-        return min(self.samples) * 1e6
-
-    @property
-    def median_us(self) -> float:
-        return sorted(self.samples)[len(self.samples) // 2] * 1e6
-
-    def calibrate(self, target_time: float) -> None:
-        """Choose a loop count so one repeat takes about *target_time* seconds."""
-        number = 1
-        while True:
-            elapsed = self.timer.timeit(number)
-            if elapsed >= 0.01 or number >= 10**8:
-                break
-            number *= 10
-        self.number = max(1, round(number * target_time / elapsed))
-
-    def run_once(self) -> None:
-        self.samples.append(self.timer.timeit(self.number) / self.number)
-
-
-def run_cases(cases: list[Case], repeats: int, target_time: float) -> None:
-    """Calibrate (doubles as warm-up), then run *repeats* rotated, interleaved rounds."""
-    for case in cases:
-        case.calibrate(target_time)
-    n = len(cases)
-    for r in range(repeats):
-        shift = r % n
-        for case in cases[shift:] + cases[:shift]:
-            case.run_once()
 
 
 # -- calling applications directly --------------------------------------------------
@@ -491,46 +442,36 @@ def build_cases() -> tuple[list[Case], dict[str, Any]]:
         "dj_post": wsgi_environ("POST", dj_post),
     }
     a, w = "ASGI (Starlette app, driven without an event loop)", "WSGI (Django WSGIHandler)"
-    cases = [
-        Case("bare.get", a, "bare Starlette, GET", "call_asgi(bare, get)", ns),
-        Case("sw.get", a, "sitewarden balanced, GET + session", "call_asgi(sw, get)", ns),
-        Case("sw.get_anon", a, "sitewarden balanced, GET anonymous", "call_asgi(sw, get_anon)", ns),
-        Case("secure.get", a, "secure.py SecureASGIMiddleware, GET", "call_asgi(secure, get)", ns),
-        Case("hand.get", a, "hand-written static headers, GET", "call_asgi(hand, get)", ns),
-        Case("bare.post", a, "bare Starlette, POST", "call_asgi(bare, post_token)", ns),
-        Case(
+    specs = [
+        ("bare.get", a, "bare Starlette, GET", "call_asgi(bare, get)"),
+        ("sw.get", a, "sitewarden balanced, GET + session", "call_asgi(sw, get)"),
+        ("sw.get_anon", a, "sitewarden balanced, GET anonymous", "call_asgi(sw, get_anon)"),
+        ("secure.get", a, "secure.py SecureASGIMiddleware, GET", "call_asgi(secure, get)"),
+        ("hand.get", a, "hand-written static headers, GET", "call_asgi(hand, get)"),
+        ("bare.post", a, "bare Starlette, POST", "call_asgi(bare, post_token)"),
+        (
             "sw.post_token",
             a,
             "sitewarden, POST + session + X-CSRF-Token",
             "call_asgi(sw, post_token)",
-            ns,
         ),
-        Case(
+        (
             "sw.post_browser",
             a,
             "sitewarden, POST + session, same-origin",
             "call_asgi(sw, post_browser)",
-            ns,
         ),
-        Case("django.bare_get", w, "Django, no middleware, GET", "call_wsgi(dj_bare, dj_get)", ns),
-        Case(
-            "django.mw_get",
-            w,
-            "Django Security+Csrf+XFrame, GET",
-            "call_wsgi(dj_full, dj_get)",
-            ns,
-        ),
-        Case(
-            "django.bare_post", w, "Django, no middleware, POST", "call_wsgi(dj_bare, dj_post)", ns
-        ),
-        Case(
+        ("django.bare_get", w, "Django, no middleware, GET", "call_wsgi(dj_bare, dj_get)"),
+        ("django.mw_get", w, "Django Security+Csrf+XFrame, GET", "call_wsgi(dj_full, dj_get)"),
+        ("django.bare_post", w, "Django, no middleware, POST", "call_wsgi(dj_bare, dj_post)"),
+        (
             "django.mw_post",
             w,
             "Django Security+Csrf+XFrame, POST + token",
             "call_wsgi(dj_full, dj_post)",
-            ns,
         ),
     ]
+    cases = [Case(key, label, stmt, ns, section=section) for key, section, label, stmt in specs]
     extra = {"warden": warden, "dj": dj, "ns": ns, "session_cookie": session}
     sanity_check(cases, extra)
     return cases, extra
@@ -634,30 +575,7 @@ def sanity_check(cases: list[Case], extra: dict[str, Any]) -> None:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    versions = {}
-    for dist in ("sitewarden", "starlette", "django", "secure"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "cpu": cpu,
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "versions": versions,
-    }
+    return harness_machine_info(("sitewarden", "starlette", "django", "secure"))
 
 
 def evaluate_targets(cases: list[Case]) -> list[dict[str, Any]]:
@@ -760,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     started = time.perf_counter()
     gc.collect()
-    run_cases(cases, args.repeats, args.target_time)
+    run_interleaved(cases, args.repeats, args.target_time)
     elapsed = time.perf_counter() - started
     try:  # the session must not have aged into a refresh while timing
         sanity_check(cases, extra)

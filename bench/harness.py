@@ -1,0 +1,93 @@
+"""What the benchmarks share: a timed case, interleaved rounds, and the machine's identity.
+
+Every benchmark here runs sitewarden and its peers in one process, calibrates each case to
+about the same wall time per repeat, runs the repeats in rotated, interleaved rounds (so
+machine load hits every case alike) and keeps the best time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import ssl
+import timeit
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Case:
+    key: str
+    label: str
+    stmt: str
+    namespace: dict[str, Any]
+    section: str = ""
+    number: int = 0
+    samples: list[float] = field(default_factory=list)  # seconds per operation
+
+    def __post_init__(self) -> None:
+        self.timer = timeit.Timer(self.stmt, globals=self.namespace)
+
+    @property
+    def best_us(self) -> float:
+        return min(self.samples) * 1e6
+
+    @property
+    def median_us(self) -> float:
+        return sorted(self.samples)[len(self.samples) // 2] * 1e6
+
+    def calibrate(self, target_time: float) -> None:
+        """Choose a loop count so one repeat takes about *target_time* seconds."""
+        number = 1
+        while True:
+            elapsed = self.timer.timeit(number)
+            if elapsed >= 0.01 or number >= 10**8:
+                break
+            number *= 10
+        self.number = max(1, round(number * target_time / elapsed))
+
+    def run_once(self) -> None:
+        self.samples.append(self.timer.timeit(self.number) / self.number)
+
+
+def run_interleaved(cases: list[Case], repeats: int, target_time: float) -> None:
+    """Calibrate (doubles as warm-up), then run *repeats* rotated, interleaved rounds."""
+    for case in cases:
+        case.calibrate(target_time)
+    n = len(cases)
+    for r in range(repeats):
+        shift = r % n
+        for case in cases[shift:] + cases[:shift]:
+            case.run_once()
+
+
+def machine_info(distributions: tuple[str, ...]) -> dict[str, Any]:
+    """The machine, the interpreter and the versions of *distributions*."""
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions: dict[str, str | None] = {}
+    for dist in distributions:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "cpu": cpu,
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "openssl": ssl.OPENSSL_VERSION,
+        "versions": versions,
+    }
