@@ -126,7 +126,6 @@ class Warden:
         self._cors = CorsGuard(p) if p.cors_origins else None
         self._csrf_guard = CsrfGuard(p, self.keys)
         self._reports = ReportReceiver(p, self.keys.store) if p.csp_report_path else None
-        self._exempt_views: set[Callable[..., Any]] = set()
         self._warned_forwarded = False
         # Precomputed response headers, as text and as bytes for ASGI.
         self._always: tuple[tuple[str, str], ...] = self.headers.always
@@ -195,7 +194,6 @@ class Warden:
 
     def csrf_exempt(self, view: Callable[..., Any]) -> Callable[..., Any]:
         """Exempt *view* from the automatic CSRF check (a decorator; adapters honour it)."""
-        self._exempt_views.add(view)
         view.sitewarden_csrf_exempt = True  # type: ignore[attr-defined]
         return view
 
