@@ -178,3 +178,30 @@ def test_random_well_formed_tokens_never_validate(raw: bytes) -> None:
 
 
 _SHARED_KEYS = KeyManager.open("memory://")
+
+
+def test_a_remembered_token_is_still_bound_to_user_form_and_ring(keys: KeyManager) -> None:
+    """The cache of verified tokens never accepts what a full check would refuse."""
+    csrf._VERIFIED.clear()
+    token = create_token(keys, "bob", extra="form")
+    assert check_token(keys, token, "bob", extra="form")
+    assert check_token(keys, token, "bob", extra="form")  # answered from the cache
+    assert not check_token(keys, token, "alice", extra="form")
+    assert not check_token(keys, token, "bob", extra="other")
+    assert not check_token(keys, token, "bob")
+    keys.reset("forms")  # every secret replaced: the cached answer must not survive
+    assert not check_token(keys, token, "bob", extra="form")
+
+
+def test_forged_tokens_never_enter_the_cache(keys: KeyManager) -> None:
+    csrf._VERIFIED.clear()
+    forged = "A" * TOKEN_LENGTH
+    assert not check_token(keys, forged, "bob")
+    assert csrf._VERIFIED == {}
+
+
+def test_the_token_cache_is_bounded(keys: KeyManager) -> None:
+    csrf._VERIFIED.clear()
+    for _ in range(csrf._VERIFIED_LIMIT + 10):
+        assert check_token(keys, create_token(keys, "bob"), "bob")
+        assert len(csrf._VERIFIED) <= csrf._VERIFIED_LIMIT

@@ -31,6 +31,7 @@ import binascii
 import hmac
 import os
 
+from sitewarden.hmackey import PrekeyedHMAC
 from sitewarden.keyring import KeyManager
 
 __all__ = ["ANONYMOUS", "TOKEN_LENGTH", "check_token", "create_token", "ring_for"]
@@ -43,6 +44,14 @@ _MAC_BYTES = 32
 #: Length of a token in characters (48 bytes in base64url: no padding needed).
 TOKEN_LENGTH = 64
 _PURPOSE = b"sitewarden.csrf.v2\0"
+
+#: Tokens verified recently → the ring's MAC tuple that verified them. A page (or a
+#: single-page app) sends the same token with every request it makes; a hit skips the
+#: decoding and the HMAC. Only verified tokens enter, and a hit counts only under the very
+#: same MAC tuple — any rotation or reload with other secrets makes a new one — so the
+#: answer is the one a full check would give. Bounded.
+_VERIFIED: dict[tuple[str, str | None, str], tuple[PrekeyedHMAC, ...]] = {}
+_VERIFIED_LIMIT = 4096
 
 #: (userid, extra) → MAC input. Forms are rendered for the same users and forms over and
 #: over, so the encoding is done once per pair; bounded.
@@ -102,6 +111,11 @@ def check_token(
         return False
     if type(extra) is not str:
         return False
+    name = "anon" if userid is None else "forms"
+    macs = keys.ring(name).macs()
+    key = (token, userid, extra)
+    if _VERIFIED.get(key) is macs:
+        return True  # this very token was verified under this very ring state
     try:
         raw = binascii.a2b_base64(token.encode("ascii").translate(_FROM_URLSAFE))
     except (UnicodeEncodeError, binascii.Error):
@@ -110,13 +124,20 @@ def check_token(
         return False  # a2b_base64 drops stray characters: the length catches them
     message = _context(userid, extra) + raw[:_SALT_BYTES]
     mac = raw[_SALT_BYTES:]
-    name = "anon" if userid is None else "forms"
-    for candidate in keys.ring(name).macs():
+    for candidate in macs:
         if hmac.compare_digest(candidate.digest(message), mac):
+            _remember(key, macs)
             return True
     fresh = keys.reload_after_miss(name)
     if fresh is not None:
         for candidate in fresh.macs():
             if hmac.compare_digest(candidate.digest(message), mac):
+                _remember(key, fresh.macs())
                 return True
     return False
+
+
+def _remember(key: tuple[str, str | None, str], macs: tuple[PrekeyedHMAC, ...]) -> None:
+    if len(_VERIFIED) >= _VERIFIED_LIMIT:
+        _VERIFIED.clear()
+    _VERIFIED[key] = macs
