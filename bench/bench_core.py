@@ -30,7 +30,6 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import gc
 import hashlib
 import hmac
@@ -45,7 +44,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from harness import Case, run_interleaved
+from harness import Case, parse_options, run_interleaved
 from harness import machine_info as harness_machine_info
 
 # -- shared inputs ------------------------------------------------------------------
@@ -477,20 +476,7 @@ def print_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--repeats", type=int, help="repeats per case (default 7, quick 5)")
-    parser.add_argument(
-        "--target-time",
-        type=float,
-        help="seconds per repeat per case (default 0.2, quick 0.02)",
-    )
-    args = parser.parse_args(argv)
-    if args.repeats is None:
-        args.repeats = 5 if args.quick else 7
-    if args.target_time is None:
-        args.target_time = 0.02 if args.quick else 0.2
+    args = parse_options(__doc__.split("\n\n")[0], argv)
 
     try:
         groups = build_groups()

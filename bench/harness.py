@@ -7,6 +7,7 @@ machine load hits every case alike) and keeps the best time.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import importlib.metadata
 import os
@@ -91,3 +92,20 @@ def machine_info(distributions: tuple[str, ...]) -> dict[str, Any]:
         "openssl": ssl.OPENSSL_VERSION,
         "versions": versions,
     }
+
+
+def parse_options(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the options every benchmark takes: --quick, --json, --repeats, --target-time."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--repeats", type=int, help="repeats per case (default 7, quick 5)")
+    parser.add_argument(
+        "--target-time", type=float, help="seconds per repeat per case (default 0.2, quick 0.02)"
+    )
+    args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 5 if args.quick else 7
+    if args.target_time is None:
+        args.target_time = 0.02 if args.quick else 0.2
+    return args

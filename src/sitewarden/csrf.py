@@ -34,11 +34,8 @@ import os
 from sitewarden.hmackey import PrekeyedHMAC
 from sitewarden.keyring import KeyManager
 
-__all__ = ["ANONYMOUS", "TOKEN_LENGTH", "check_token", "create_token", "ring_for"]
+__all__ = ["TOKEN_LENGTH", "check_token", "create_token", "ring_for"]
 
-#: The identity anonymous visitors' tokens are bound to (it cannot be a user id: those
-#: are non-empty, and this marker is length-prefixed differently from any of them).
-ANONYMOUS = ""
 _SALT_BYTES = 16  # 128 bits: no two issues share a salt
 _MAC_BYTES = 32
 #: Length of a token in characters (48 bytes in base64url: no padding needed).
@@ -90,7 +87,7 @@ def create_token(keys: KeyManager, userid: str | None = None, extra: str = "") -
         raise ValueError("userid must be a non-empty string, or None for anonymous visitors")
     if not isinstance(extra, str):
         raise ValueError("extra must be a string")
-    ring = keys.ring("anon" if userid is None else "forms")
+    ring = keys.ring(ring_for(userid))
     salt = os.urandom(_SALT_BYTES)  # the OS CSPRNG, as secrets.token_bytes uses
     mac = ring.macs()[0].digest(_context(userid, extra) + salt)
     encoded = binascii.b2a_base64(salt + mac, newline=False)
@@ -111,7 +108,7 @@ def check_token(
         return False
     if type(extra) is not str:
         return False
-    name = "anon" if userid is None else "forms"
+    name = ring_for(userid)
     macs = keys.ring(name).macs()
     key = (token, userid, extra)
     if _VERIFIED.get(key) is macs:

@@ -16,7 +16,6 @@ import dataclasses
 import ipaddress
 import re
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -551,8 +550,3 @@ def _validate(p: Policy) -> None:
     if p.cors_allow_credentials and "*" in p.cors_origins:
         raise _fail("cors_allow_credentials", "credentials are never allowed with origin '*'")
     _check_choice(p, "on_store_failure", _STORE_FAILURE, optional=False)
-
-
-def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
-    """Build a :class:`Policy` from a plain mapping (for adapters reading framework settings)."""
-    return load_policy(**dict(data))

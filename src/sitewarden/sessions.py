@@ -277,12 +277,6 @@ class SessionManager:
             or found.userid != userid
         ):
             return None
-        if (
-            cached is not None
-            and cached._keyring is keys.combined
-            and t - issued < self._refresh_after
-        ):
-            return cached  # a repeat cookie: the state made at its first sight
         refresh = t - issued >= self._refresh_after or found.key_index > 0
         state = SessionState(userid, issued, login, refresh, keys.combined)
         if len(self._seen) >= _SEEN_LIMIT:

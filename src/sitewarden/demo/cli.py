@@ -17,13 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sitewarden.errors import ConfigError, SitewardenError
-
 if TYPE_CHECKING:
     from sitewarden.demo.serve import Listener
     from sitewarden.demo.tls import TlsFiles
 
-__all__ = ["add_demo_arguments", "add_demo_parser", "build_parser", "main", "run_demo"]
+__all__ = ["add_demo_arguments", "add_demo_parser", "main", "run_demo"]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -101,13 +99,6 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser of ``python -m sitewarden.demo.cli``."""
-    parser = argparse.ArgumentParser(prog="sitewarden demo", description=_DESCRIPTION)
-    add_demo_arguments(parser)
-    return parser
-
-
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -136,15 +127,13 @@ def _url(scheme: str, host: str, port: int) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo with the parsed *args*; return the exit status (0 after Ctrl-C)."""
+    """Run the demo with the parsed *args*; return the exit status (0 after Ctrl-C).
+
+    sitewarden's own errors (a bad setting, an unreadable store) propagate to the
+    ``sitewarden`` command, which reports them in one line with the usual exit status.
+    """
     try:
         return _run(args)
-    except ConfigError as exc:
-        print(f"sitewarden: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except SitewardenError as exc:
-        print(f"sitewarden: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 0
 
@@ -245,8 +234,10 @@ def _announce(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m sitewarden.demo.cli``."""
-    return run_demo(build_parser().parse_args(argv))
+    """Entry point of ``python -m sitewarden.demo.cli``: the same as ``sitewarden demo``."""
+    from sitewarden.cli import main as sitewarden_main  # here: cli imports this module
+
+    return sitewarden_main(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

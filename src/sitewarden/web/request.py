@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Reply", "RequestView", "parse_cookie_header"]
+__all__ = ["Reply", "RequestView"]
 
 
 @dataclass(slots=True)
@@ -29,14 +29,6 @@ class RequestView:
     headers: Mapping[str, str] = field(default_factory=dict)
     client: str | None = None
     server_port: int | None = None
-    _cookies: dict[str, str] | None = None
-
-    @property
-    def cookies(self) -> dict[str, str]:
-        """The request's cookies (parsed once; malformed pairs are skipped, never raised)."""
-        if self._cookies is None:
-            self._cookies = parse_cookie_header(self.headers.get("cookie", ""))
-        return self._cookies
 
 
 @dataclass(slots=True)
@@ -46,25 +38,3 @@ class Reply:
     status: int
     headers: list[tuple[str, str]]
     body: bytes = b""
-
-
-def parse_cookie_header(header: str) -> dict[str, str]:
-    """Parse a ``Cookie`` header leniently: the first value of each name wins.
-
-    Written by hand because :class:`http.cookies.SimpleCookie` drops every cookie after
-    the first malformed one, which would let an attacker who can set one junk cookie
-    (a sibling subdomain) hide the session cookie.
-    """
-    cookies: dict[str, str] = {}
-    if not header:
-        return cookies
-    for part in header.split(";"):
-        name, sep, value = part.partition("=")
-        name = name.strip()
-        if not sep or not name or name in cookies:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        cookies[name] = value
-    return cookies
