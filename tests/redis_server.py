@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import redis
 
-__all__ = ["RedisServer", "free_port", "redis_server", "redis_url"]
+__all__ = ["RedisServer", "free_port", "redis_binary", "redis_server", "redis_url"]
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
@@ -42,8 +42,11 @@ def free_port() -> int:
 class RedisServer:
     """A ``redis-server`` subprocess on a fixed port, which can be stopped and restarted."""
 
-    def __init__(self, binary: str, port: int, workdir: Path) -> None:
+    def __init__(self, binary: str, port: int, workdir: Path, *, persistent: bool = False) -> None:
         self.binary = binary
+        #: Write every change to an append-only file (fsync each write), so a stopped and
+        #: restarted server has lost nothing — what a production Redis for sitewarden does.
+        self.persistent = persistent
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
         self.workdir = workdir
@@ -65,7 +68,8 @@ class RedisServer:
                     "--port", str(self.port),
                     "--bind", "127.0.0.1",
                     "--save", "",
-                    "--appendonly", "no",
+                    "--appendonly", "yes" if self.persistent else "no",
+                    "--appendfsync", "always",
                     "--dir", str(self.workdir),
                 ],
                 stdout=log,
@@ -112,9 +116,8 @@ class RedisServer:
             return "(no log)"
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A running ``redis-server`` on 127.0.0.1 for the whole session."""
+def redis_binary() -> str:
+    """Return the ``redis-server`` path, or skip (fail under SITEWARDEN_REQUIRE_SERVICES=1)."""
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("SITEWARDEN_REQUIRE_SERVICES") == "1":
@@ -124,6 +127,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
                 "redis-server)"
             )
         pytest.skip("redis-server not installed")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A running ``redis-server`` on 127.0.0.1 for the whole session."""
+    binary = redis_binary()
     server = RedisServer(binary, free_port(), tmp_path_factory.mktemp("redis"))
     server.start()
     try:

@@ -101,6 +101,11 @@ def test_store_from_environment(
     [
         (("keyring", "show", "--store", "ftp://x"), 2, "unknown store URL"),
         (("keyring", "rotate", "--reset", "--store", "memory://"), 2, "--reset needs --ring"),
+        (
+            ("keyring", "rotate", "--reset", "--ring", "totp", "--store", "memory://"),
+            2,
+            "--reset of the totp ring is refused",
+        ),
         (("keyring", "show", "--store", "memory://"), 2, "no keyrings"),
         (("keyring", "rotate", "--store", "memory://", "--ring", "x"), 1, "no keyring named"),
     ],

@@ -18,18 +18,23 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
+import pyotp
 import pytest
 from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from markupsafe import escape
 
-from sitewarden.demo import app as demo_app
-from sitewarden.demo.accounts import Accounts, password_hasher
+from sitewarden.accounts.totp import TOTP
+from sitewarden.demo import signin
+from sitewarden.demo.accounts import Accounts
 from sitewarden.demo.app import BAD_LOGIN, STATIC_DIR, Comments, create_app
+from sitewarden.demo.signin import BAD_CODE, EXPIRED
 from sitewarden.demo.tls import ensure_tls
+from sitewarden.errors import ConfigError
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # StarletteDeprecationWarning: "install httpx2 instead"
@@ -42,19 +47,24 @@ TOKEN = re.compile(r'name="_authenticator" value="([^"]+)"')
 class Site:
     """One demo site built by create_app, with the admin password it announced."""
 
-    def __init__(self, state_dir: Path, https: bool = True) -> None:
+    def __init__(self, state_dir: Path, https: bool = True, **settings: Any) -> None:
         self.announced: list[tuple[str, str]] = []
         self.app, self.warden = create_app(
             state_dir,
             https,
             https_port=None,
             on_admin_password=lambda name, pw: self.announced.append((name, pw)),
+            settings=settings,
         )
         self.scheme = "https" if https else "http"
 
     @property
     def store(self) -> Any:
         return self.warden.keys.store
+
+    @property
+    def accounts(self) -> Accounts:
+        return Accounts(self.store, self.warden.passwords)
 
     @property
     def admin_password(self) -> str:
@@ -64,12 +74,15 @@ class Site:
     def client(self, host: str = "127.0.0.1", peer: tuple[str, int] = LOOPBACK) -> TestClient:
         return TestClient(self.app, base_url=f"{self.scheme}://{host}", client=peer)
 
+    def close(self) -> None:
+        self.warden.close()
+
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     s = Site(tmp_path / "state")
     yield s
-    s.warden.keys.close()
+    s.close()
 
 
 def token_of(html: str) -> str:
@@ -101,7 +114,7 @@ def sri(data: bytes) -> str:
 def test_first_run_admin_password_works_and_is_stored_as_argon2id(
     site: Site, tmp_path: Path
 ) -> None:
-    stored = Accounts(site.store).stored_hash("admin")
+    stored = site.accounts.stored_hash("admin")
     assert stored is not None
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert site.admin_password not in stored
@@ -122,7 +135,7 @@ def test_first_run_admin_password_works_and_is_stored_as_argon2id(
     # A restart on the same state directory announces nothing: the password is not kept.
     again = Site(tmp_path / "state")
     assert again.announced == []
-    again.warden.keys.close()
+    again.close()
 
 
 def test_reset_admin_prints_a_new_password_and_ends_old_sessions(
@@ -130,6 +143,9 @@ def test_reset_admin_prints_a_new_password_and_ends_old_sessions(
 ) -> None:
     client = site.client()
     assert login(client, "admin", site.admin_password).status_code == 303
+    guesser = site.client(peer=("192.0.2.1", 1000))
+    statuses = [login(guesser, "admin", f"guess-{i}").status_code for i in range(5)]
+    assert statuses[-1] == 429  # admin locked out
     announced: list[tuple[str, str]] = []
     app, warden = create_app(
         tmp_path / "state",
@@ -143,9 +159,9 @@ def test_reset_admin_prints_a_new_password_and_ends_old_sessions(
         other.cookies = client.cookies
         assert signed_in_as(other) is None  # the old cookie no longer works
         assert login(other, "admin", site.admin_password).status_code == 400
-        assert login(other, "admin", announced[0][1]).status_code == 303
+        assert login(other, "admin", announced[0][1]).status_code == 303  # lock lifted
     finally:
-        warden.keys.close()
+        warden.close()
 
 
 def test_wrong_password_and_unknown_user_get_the_same_answer(site: Site) -> None:
@@ -163,45 +179,532 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(site: Site) -> None
     assert signed_in_as(client) is None
 
 
-def test_unknown_user_costs_an_argon2_verification(site: Site) -> None:
-    calls: list[str] = []
+# -- passwords through warden.passwords --------------------------------------------------
 
-    class Spy(PasswordHasher):
-        def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
-            calls.append(str(hash))
-            return super().verify(hash, password)
 
-    params = password_hasher()
-    accounts = Accounts(
-        site.store,
-        Spy(
-            time_cost=params.time_cost,
-            memory_cost=params.memory_cost,
-            parallelism=params.parallelism,
-            hash_len=params.hash_len,
-            salt_len=params.salt_len,
-            type=params.type,
-        ),
-    )
+def test_unknown_user_costs_a_password_verification(site: Site) -> None:
+    calls: list[str | None] = []
+    real = site.warden.passwords
+
+    class Spy:
+        def hash(self, password: str) -> str:
+            return real.hash(password)
+
+        def verify(self, stored: str | None, password: str) -> Any:
+            calls.append(stored)
+            return real.verify(stored, password)
+
+    accounts = Accounts(site.store, Spy())  # type: ignore[arg-type]
     assert accounts.verify("nobody", "x") is None
     assert accounts.verify("Not A Name!", "x") is None
     assert accounts.verify("admin", "x") is None
-    assert len(calls) == 3
-    assert all(c.startswith("$argon2id$v=19$m=19456,t=2,p=1$") for c in calls)
+    assert accounts.verify("admin", "y" * 5000) is None  # overlong: refused, still verified
+    # Unknown and malformed names go to the dummy-hash verification: same work, no hint.
+    assert calls[:2] == [None, None]
+    assert len(calls) == 4
+    assert all(c and c.startswith("$argon2id$v=19$m=19456,t=2,p=1$") for c in calls[2:])
 
 
-def test_failed_sign_ins_are_throttled_per_client(
-    site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(demo_app, "LOGIN_FAILURES_ALLOWED", 2)
+def test_a_hash_with_old_parameters_is_replaced_at_sign_in(site: Site) -> None:
+    old = PasswordHasher(time_cost=3, memory_cost=12_288, parallelism=1).hash("old-params-pw")
+    record = json.loads(site.store.get("demo:user:admin"))
+    record["hash"] = old
+    site.store.set("demo:user:admin", json.dumps(record).encode())
+    assert login(site.client(), "admin", "old-params-pw").status_code == 303
+    upgraded = site.accounts.stored_hash("admin")
+    assert upgraded is not None and upgraded != old
+    assert upgraded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert login(site.client(), "admin", "old-params-pw").status_code == 303
+
+
+# -- lockout and rate limits -------------------------------------------------------------
+
+ALERT = re.compile(r'<p class="error" role="alert">([^<]*)</p>')
+NOTICE = re.compile(r'<p class="notice" role="status">([^<]*)</p>')
+#: Per-address limits out of the way, for tests about the lockout itself.
+LENIENT: dict[str, Any] = {
+    "rate_limits": {"POST /login": "1000/minute", "POST /login/code": "1000/minute"}
+}
+
+
+def messages(r: httpx.Response) -> tuple[list[str], list[str]]:
+    """The page's error and notice paragraphs (what the person at the keyboard reads)."""
+    return ALERT.findall(r.text), NOTICE.findall(r.text)
+
+
+def left(n: int) -> str:
+    s = "" if n == 1 else "s"
+    return f"{n} attempt{s} left before sign-in is paused for this user name and your address."
+
+
+def locked_for(minutes: int, scope: str = "for this user name") -> str:
+    return f"Too many failed sign-ins {scope}. Try again in {minutes} minutes."
+
+
+@pytest.fixture
+def lenient(tmp_path: Path) -> Iterator[Site]:
+    s = Site(tmp_path / "lenient", **LENIENT)
+    yield s
+    s.close()
+
+
+def test_lockout_after_wrong_passwords_says_the_same_for_unknown_users(lenient: Site) -> None:
+    site = lenient
+    known = site.client(peer=("127.0.0.2", 1000))
+    unknown = site.client(peer=("127.0.0.3", 1000))
+    threshold = site.warden.policy.lockout_threshold
+    for attempt in range(1, threshold):
+        a = login(known, "admin", f"wrong-{attempt}")
+        b = login(unknown, "nobody", f"wrong-{attempt}")
+        assert a.status_code == b.status_code == 400
+        assert messages(a) == messages(b) == ([BAD_LOGIN], [left(threshold - attempt)])
+    # Retyping the same wrong password is no new guess: it costs no attempt.
+    a = login(known, "admin", "wrong-1")
+    b = login(unknown, "nobody", "wrong-1")
+    assert messages(a) == messages(b) == ([BAD_LOGIN], [left(1)])
+
+    a = login(known, "admin", "wrong-last")
+    b = login(unknown, "nobody", "wrong-last")
+    assert a.status_code == b.status_code == 429
+    assert messages(a) == messages(b) == ([locked_for(5)], [])
+    assert 295 <= int(a.headers["retry-after"]) <= 300
+    # During the lock even the right password is refused, unchecked, from any address.
+    for client in (known, site.client(peer=("127.0.0.4", 1000))):
+        r = login(client, "admin", site.admin_password)
+        assert r.status_code == 429
+        assert messages(r) == ([locked_for(5)], [])
+        assert "set-cookie" not in r.headers
+        assert signed_in_as(client) is None
+
+
+def test_one_address_guessing_many_names_is_locked_by_address(tmp_path: Path) -> None:
+    site = Site(tmp_path / "s", lockout_address_threshold=6, **LENIENT)
+    try:
+        sprayer = site.client(peer=("127.0.0.7", 1000))
+        for i in range(5):
+            assert login(sprayer, f"user{i}", "Summer2024!").status_code == 400
+        r = login(sprayer, "user5", "Summer2024!")
+        assert r.status_code == 429
+        assert messages(r) == ([locked_for(5, "from your address")], [])
+        assert login(sprayer, "admin", site.admin_password).status_code == 429
+        # Another address signs in as usual.
+        assert (
+            login(site.client(peer=("127.0.0.8", 1000)), "admin", site.admin_password).status_code
+            == 303
+        )
+    finally:
+        site.close()
+
+
+def test_sitewarden_rate_limits_sign_in_posts_per_address(site: Site) -> None:
     client = site.client()
-    assert login(client, "admin", "bad1").status_code == 400
-    assert login(client, "admin", "bad2").status_code == 400
-    blocked = login(client, "admin", site.admin_password)
-    assert blocked.status_code == 429
-    assert "set-cookie" not in blocked.headers
-    other = site.client(peer=("127.0.0.2", 1234))  # another address is not affected
+    for i in range(10):  # LOGIN_RATE: 10/minute
+        assert login(client, f"user{i}", "wrong").status_code == 400
+    r = login(client, "admin", site.admin_password)
+    assert r.status_code == 429
+    assert int(r.headers["retry-after"]) >= 1
+    assert "set-cookie" not in r.headers
+    assert signed_in_as(client) is None
+    # Refused before the application ran: the password was never looked at.
+    assert site.warden.lockout.status("admin", LOOPBACK[0]).failures == 0
+    other = site.client(peer=("127.0.0.9", 1000))
     assert login(other, "admin", site.admin_password).status_code == 303
+
+
+def test_guesses_at_one_name_from_many_addresses_are_rate_limited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(signin, "LOGIN_NAME_RATE", "3/hour")
+    site = Site(tmp_path / "s", lockout_threshold=10)
+    try:
+        for i in range(3):
+            bot = site.client(peer=(f"203.0.113.{i + 1}", 1000))
+            assert login(bot, "admin", f"guess-{i}").status_code == 400
+        r = login(site.client(peer=("203.0.113.99", 1000)), "admin", site.admin_password)
+        assert r.status_code == 429
+        assert messages(r)[0] == [
+            "Too many sign-in attempts for this user name. Try again in 20 minutes."
+        ]
+        assert "set-cookie" not in r.headers
+        # Other names are not affected.
+        assert login(site.client(peer=("203.0.113.99", 1)), "nobody", "x").status_code == 400
+    finally:
+        site.close()
+
+
+# -- two-factor sign-in ----------------------------------------------------------------
+
+SECRET = re.compile(r'<code id="totp-secret" class="secret">([A-Z2-7 ]+)</code>')
+CODES = re.compile(r"<li><code>([0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4})</code></li>")
+
+
+class Clock:
+    """A TOTP clock the test moves (each code must be of a later step: replay protection)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def code(self, secret: str, step: int = 1) -> str:
+        self.now += 30 * step
+        return str(pyotp.TOTP(secret).at(self.now))
+
+
+@pytest.fixture
+def clock(site: Site) -> Clock:
+    c = Clock()
+    w = site.warden
+    w.totp = TOTP(w.policy, w.store, w.keys, clock=c)  # type: ignore[misc]
+    return c
+
+
+def form_post(browser: TestClient, path: str, page: httpx.Response, **data: str) -> httpx.Response:
+    return browser.post(
+        path, data={"_authenticator": token_of(page.text), **data}, follow_redirects=False
+    )
+
+
+def enrol(client: TestClient, clock: Clock) -> tuple[str, list[str]]:
+    """Switch 2FA on through the account page; return the secret and the recovery codes."""
+    page = form_post(client, "/account/2fa/start", client.get("/account"))
+    assert page.status_code == 200
+    found = SECRET.search(page.text)
+    assert found, page.text
+    secret = found.group(1).replace(" ", "")
+    r = form_post(client, "/account/2fa/confirm", page, code=clock.code(secret, 0))
+    assert r.status_code == 200, messages(r)
+    codes = CODES.findall(r.text)
+    assert len(codes) == 10 and len(set(codes)) == 10
+    return secret, codes
+
+
+def sign_out(client: TestClient) -> None:
+    r = form_post(client, "/logout", client.get("/"))
+    assert r.status_code == 303
+    assert signed_in_as(client) is None
+
+
+def wrong_code(secret: str, clock: Clock) -> str:
+    valid = {pyotp.TOTP(secret).at(clock.now + d) for d in (-60, -30, 0, 30, 60)}
+    return next(c for c in ("000000", "111111", "222222") if c not in valid)
+
+
+def test_two_factor_enrolment_and_two_step_sign_in(site: Site, clock: Clock) -> None:
+    client = site.client()
+    login(client, "admin", site.admin_password)
+    account = client.get("/account")
+    assert account.status_code == 200
+    assert "Set up two-factor sign-in" in account.text
+
+    page = form_post(client, "/account/2fa/start", account)
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
+    assert re.search(r'<figure class="qr" id="totp-qr"><svg ', page.text)  # inline SVG
+    assert re.findall(r"<script(?![^>]*\bsrc=)", page.text) == []  # no inline script ...
+    assert " style=" not in page.text and "<style" not in page.text  # ... nor style: CSP
+    secret = SECRET.search(page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
+    assert len(secret) == 32
+    assert not site.accounts.get("admin").two_factor  # type: ignore[union-attr]
+    parked = site.store.get("demo:enrol:admin")
+    assert parked.startswith(b"swtotp1:") and secret.encode() not in parked
+
+    # A wrong first code does not switch it on; the same secret is shown again.
+    r = form_post(client, "/account/2fa/confirm", page, code=wrong_code(secret, clock))
+    assert r.status_code == 400
+    assert SECRET.search(r.text).group(1).replace(" ", "") == secret  # type: ignore[union-attr]
+    assert not site.accounts.get("admin").two_factor  # type: ignore[union-attr]
+
+    r = form_post(client, "/account/2fa/confirm", r, code=clock.code(secret, 0))
+    assert r.status_code == 200
+    codes = CODES.findall(r.text)
+    assert len(codes) == 10
+    assert site.accounts.get("admin").two_factor  # type: ignore[union-attr]
+    sealed = site.accounts.sealed_totp("admin")
+    assert sealed is not None and sealed.startswith("swtotp1:")
+    # Neither the secret nor a recovery code is in the store in clear text.
+    for key in site.store.keys("demo:") + site.store.keys("totp:recovery:"):
+        value = site.store.get(key) or b""
+        assert secret.encode() not in value
+        assert not any(c.encode() in value or c.replace("-", "").encode() in value for c in codes)
+    # Shown once: the account page now only counts them.
+    again = client.get("/account")
+    assert CODES.findall(again.text) == []
+    assert '<span id="codes-left">10</span>' in again.text
+
+    sign_out(client)
+    r = login(client, "admin", site.admin_password)
+    assert r.status_code == 303 and r.headers["location"] == "/login/code"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("__Host-sw_pending=")
+    flags = {f.strip().lower() for f in cookie.split(";")[1:]}
+    assert {"httponly", "secure", "path=/", "samesite=strict", "max-age=300"} <= flags
+    assert "sw_session" not in cookie
+    # Password right, code pending: not signed in, may not comment.
+    assert signed_in_as(client) is None
+    assert form_post(client, "/comments", client.get("/login"), text="x").status_code == 403
+
+    form = client.get("/login/code")
+    assert form.status_code == 200 and 'name="code"' in form.text
+    code = clock.code(secret)
+    r = form_post(client, "/login/code", form, code=code)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert "__Host-sw_session=" in r.headers["set-cookie"]
+    assert signed_in_as(client) == "admin"
+    assert client.cookies.get("__Host-sw_pending") is None
+
+    # The same code again (a replay, e.g. by someone who watched it being typed): refused.
+    sign_out(client)
+    assert login(client, "admin", site.admin_password).status_code == 303
+    r = form_post(client, "/login/code", client.get("/login/code"), code=code)
+    assert r.status_code == 400
+    assert messages(r)[0] == [BAD_CODE]
+    assert signed_in_as(client) is None
+    r = form_post(client, "/login/code", client.get("/login/code"), code=clock.code(secret))
+    assert r.status_code == 303
+    assert signed_in_as(client) == "admin"
+
+
+def test_a_recovery_code_works_once(site: Site, clock: Clock) -> None:
+    client = site.client()
+    login(client, "admin", site.admin_password)
+    _secret, codes = enrol(client, clock)
+    sign_out(client)
+    login(client, "admin", site.admin_password)
+    typed = codes[0].upper().replace("-", " ")  # case and separators do not matter
+    r = form_post(client, "/login/code", client.get("/login/code"), code=typed)
+    assert r.status_code == 303
+    assert signed_in_as(client) == "admin"
+    assert '<span id="codes-left">9</span>' in client.get("/account").text
+
+    sign_out(client)
+    login(client, "admin", site.admin_password)
+    r = form_post(client, "/login/code", client.get("/login/code"), code=codes[0])
+    assert r.status_code == 400 and messages(r)[0] == [BAD_CODE]
+    r = form_post(client, "/login/code", client.get("/login/code"), code=codes[1])
+    assert r.status_code == 303
+
+
+def test_wrong_codes_count_against_the_lockout(site: Site, clock: Clock) -> None:
+    client = site.client()
+    login(client, "admin", site.admin_password)
+    secret, _codes = enrol(client, clock)
+    sign_out(client)
+    login(client, "admin", site.admin_password)
+    threshold = site.warden.policy.lockout_threshold
+    for attempt in range(1, threshold):
+        r = form_post(
+            client, "/login/code", client.get("/login/code"), code=wrong_code(secret, clock)
+        )
+        assert r.status_code == 400
+        assert messages(r) == ([BAD_CODE], [left(threshold - attempt)])
+    r = form_post(client, "/login/code", client.get("/login/code"), code=clock.code(secret, 0))
+    # The lock falls on the threshold-th wrong code; here the code was right but the
+    # TOTP guard (5 wrong codes per 5 minutes) already refuses every code: still wrong.
+    assert r.status_code == 429
+    assert messages(r) == ([locked_for(5)], [])
+    # The lock ended the pending sign-in, and the password alone no longer gets in.
+    assert client.get("/login/code", follow_redirects=False).headers["location"] == "/login"
+    assert login(client, "admin", site.admin_password).status_code == 429
+    assert signed_in_as(client) is None
+
+
+def test_second_step_needs_a_live_pending_sign_in(site: Site, clock: Clock) -> None:
+    client = site.client()
+    token = token_of(client.get("/login").text)
+    r = client.post("/login/code", data={"_authenticator": token, "code": "123456"})
+    assert r.status_code == 400 and messages(r)[0] == [EXPIRED]
+    client.cookies.set("__Host-sw_pending", "A" * 43, domain="127.0.0.1")
+    r = client.post("/login/code", data={"_authenticator": token, "code": "123456"})
+    assert r.status_code == 400 and messages(r)[0] == [EXPIRED]
+    assert client.get("/login/code", follow_redirects=False).headers["location"] == "/login"
+    assert signed_in_as(client) is None
+
+
+def test_new_recovery_codes_and_turning_2fa_off_need_a_code(site: Site, clock: Clock) -> None:
+    client = site.client()
+    login(client, "admin", site.admin_password)
+    secret, codes = enrol(client, clock)
+    account = client.get("/account")
+    r = form_post(client, "/account/2fa/recovery-codes", account, code=wrong_code(secret, clock))
+    assert r.status_code == 400 and CODES.findall(r.text) == []
+    r = form_post(client, "/account/2fa/recovery-codes", account, code=clock.code(secret))
+    assert r.status_code == 200
+    fresh = CODES.findall(r.text)
+    assert len(fresh) == 10 and not set(fresh) & set(codes)
+    r = form_post(client, "/account/2fa/disable", r, code=wrong_code(secret, clock))
+    assert r.status_code == 400
+    assert site.accounts.get("admin").two_factor  # type: ignore[union-attr]
+    r = form_post(client, "/account/2fa/disable", r, code=fresh[0])  # a recovery code works too
+    assert r.status_code == 200
+    assert not site.accounts.get("admin").two_factor  # type: ignore[union-attr]
+    assert site.accounts.sealed_totp("admin") is None
+    assert site.warden.totp.recovery_codes_left("admin") == 0
+    sign_out(client)
+    assert login(client, "admin", site.admin_password).headers["location"] == "/"
+
+
+# -- the password form -----------------------------------------------------------------
+
+GOOD_PASSWORD = "violet tractor sings under copper moon"
+
+
+def test_password_change_shows_the_policy_verdict_and_refuses_weak_ones(site: Site) -> None:
+    passwords = site.warden.passwords
+    assert passwords.check(GOOD_PASSWORD, ("admin",)) == []
+    client = site.client()
+    phone = site.client()
+    login(client, "admin", site.admin_password)
+    login(phone, "admin", site.admin_password)
+    before = site.accounts.stored_hash("admin")
+    for weak in ("password1234567", "admin-admin-admin-1", "short"):
+        expected = [p.message for p in passwords.check(weak, ("admin",))]
+        assert expected, weak  # the policy does refuse it
+        r = form_post(
+            client,
+            "/account/password",
+            client.get("/account"),
+            current_password=site.admin_password,
+            new_password=weak,
+        )
+        assert r.status_code == 400
+        shown = re.findall(r"<li>([^<]*)</li>", r.text.split('id="password-problems"')[1])
+        assert shown[: len(expected)] == [str(escape(m)) for m in expected]
+    assert site.accounts.stored_hash("admin") == before
+
+    r = form_post(
+        client,
+        "/account/password",
+        client.get("/account"),
+        current_password="not-my-password",
+        new_password=GOOD_PASSWORD,
+    )
+    assert r.status_code == 400 and messages(r)[0] == ["Your current password is wrong."]
+    assert site.warden.lockout.status("admin", LOOPBACK[0]).failures == 1  # counted
+
+    r = form_post(
+        client,
+        "/account/password",
+        client.get("/account"),
+        current_password=site.admin_password,
+        new_password=GOOD_PASSWORD,
+    )
+    assert r.status_code == 200
+    assert "Password changed." in r.text
+    assert signed_in_as(client) == "admin"  # this browser stays signed in ...
+    assert signed_in_as(phone) is None  # ... every other session ended
+    assert login(site.client(), "admin", site.admin_password).status_code == 400
+    assert login(site.client(), "admin", GOOD_PASSWORD).status_code == 303
+
+
+def test_password_strength_endpoint_for_the_live_meter(site: Site) -> None:
+    client = site.client()
+    login(client, "admin", site.admin_password)
+    page = client.get("/account")
+    assert 'data-strength-url="/account/password-strength"' in page.text
+    assert 'data-csrf-header="X-CSRF-Token"' in page.text
+    token = token_of(page.text)
+    weak = "password1234567"
+    r = client.post(
+        "/account/password-strength", json={"password": weak}, headers={"X-CSRF-Token": token}
+    )
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store"
+    verdict = r.json()
+    assert verdict["ok"] is False
+    assert verdict["problems"] == [p.message for p in site.warden.passwords.check(weak, ("admin",))]
+    assert verdict["score"] in range(5)
+    r = client.post(
+        "/account/password-strength",
+        json={"password": GOOD_PASSWORD},
+        headers={"X-CSRF-Token": token},
+    )
+    assert r.json() == {"ok": True, "score": r.json()["score"], "problems": []}
+    assert r.json()["score"] >= site.warden.policy.password_min_score
+    # Without the CSRF header (and no Fetch Metadata): refused by sitewarden.
+    assert client.post("/account/password-strength", json={"password": weak}).status_code == 403
+    r = client.post(
+        "/account/password-strength",
+        content=b"{" + b" " * 5000 + b"}",
+        headers={"X-CSRF-Token": token, "content-type": "application/json"},
+    )
+    assert r.status_code == 400
+    anonymous = site.client()
+    anon_token = token_of(anonymous.get("/login").text)
+    r = anonymous.post(
+        "/account/password-strength", json={"password": weak}, headers={"X-CSRF-Token": anon_token}
+    )
+    assert r.status_code == 403
+
+
+# -- the admin's lists -------------------------------------------------------------------
+
+
+def test_admin_sees_locks_bans_and_events_and_can_lift_them(tmp_path: Path) -> None:
+    site = Site(tmp_path / "s", rate_limits={"POST /login": "2/minute"}, ban_after=1)
+    try:
+        site.accounts.create("bob", "bob-password-123")
+        # Five addresses guess bob's password once each: the account is locked.
+        for i in range(5):
+            login(site.client(peer=(f"192.0.2.{i + 1}", 1000)), "bob", f"guess-{i}")
+        evil = "<script>alert(1)</script>"
+        login(site.client(peer=("192.0.2.77", 1000)), evil, "x")
+        # One address keeps posting: the rate limit refuses it, and the breach bans it.
+        flooder = site.client(peer=("198.51.100.7", 1000))
+        statuses = [login(flooder, "nobody", "x").status_code for _ in range(3)]
+        assert statuses == [400, 400, 429]
+        assert flooder.get("/healthz").status_code == 403  # banned now, every path
+
+        admin = site.client()
+        assert login(admin, "admin", site.admin_password).status_code == 303
+        page = admin.get("/manage")
+        assert page.status_code == 200
+        locks = page.text.split('id="locks"')[1].split("</section>")[0]
+        assert "<code>bob</code>" in locks and 'value="bob"' in locks
+        bans = page.text.split('id="bans"')[1].split("</section>")[0]
+        assert "<code>198.51.100.7</code>" in bans
+        listed = page.text.split('id="events"')[1].split("</section>")[0]
+        for name in ("login.failure", "lockout.locked", "ratelimit.refused", "ban.added"):
+            assert f"<code>{name}</code>" in listed, name
+        assert "192.0.2.77" in listed
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listed  # attacker text: escaped
+        assert "<script>alert" not in page.text
+        assert len(re.findall(r"<tr>\s*<td><time", listed)) <= 50
+
+        bob = site.client(peer=("192.0.2.50", 1000))
+        assert login(bob, "bob", "bob-password-123").status_code == 429  # locked
+        r = form_post(admin, "/manage/unlock", page, scope="account", name="bob")
+        assert r.status_code == 303
+        after = admin.get(r.headers["location"])
+        assert "Lock lifted." in after.text and "Nothing is locked." in after.text
+        assert login(bob, "bob", "bob-password-123").status_code == 303
+
+        r = form_post(admin, "/manage/unban", after, client="198.51.100.7")
+        assert r.status_code == 303
+        assert "No client is banned." in admin.get(r.headers["location"]).text
+        assert flooder.get("/healthz").status_code == 200
+
+        # Nothing to lift, or an unknown kind: a clean refusal, not a traceback.
+        page = admin.get("/manage")
+        assert (
+            form_post(admin, "/manage/unlock", page, scope="account", name="bob").status_code == 400
+        )
+        assert form_post(admin, "/manage/unlock", page, scope="x", name="bob").status_code == 400
+        assert (
+            form_post(admin, "/manage/unlock", page, scope="address", name="nope").status_code
+            == 400
+        )
+        # A non-admin cannot lift anything.
+        bob_local = site.client(peer=("127.0.0.20", 1000))
+        login(bob_local, "bob", "bob-password-123")
+        token = token_of(bob_local.get("/").text)
+        r = bob_local.post(
+            "/manage/unlock", data={"_authenticator": token, "scope": "account", "name": "admin"}
+        )
+        assert r.status_code == 403
+    finally:
+        site.close()
 
 
 def test_login_redirects_only_to_local_paths(site: Site) -> None:
@@ -354,14 +857,14 @@ def test_manage_lists_reports_and_fingerprints_for_the_admin(site: Site) -> None
 
 
 def test_manage_refuses_non_admins_and_other_hosts(site: Site) -> None:
-    Accounts(site.store).create("bob", "bob-password-123")
+    site.accounts.create("bob", "bob-password-123")
     bob = site.client()
     assert login(bob, "bob", "bob-password-123").status_code == 303
     assert bob.get("/manage").status_code == 403
     token = token_of(bob.get("/").text)
     r = bob.post("/manage/users", data={"_authenticator": token, "username": "mallory"})
     assert r.status_code == 403
-    assert Accounts(site.store).get("mallory") is None
+    assert site.accounts.get("mallory") is None
 
     # Another allowed host name, or a client that is not on loopback: 404 from sitewarden.
     assert site.client(host="localhost").get("/manage").status_code == 404
@@ -380,6 +883,7 @@ def test_admin_creates_an_account_with_a_one_time_password(site: Site) -> None:
     assert r.status_code == 200
     password = re.search(r"with the password\s+<code>([^<]+)</code>", r.text)
     assert password
+    assert site.warden.passwords.check(password.group(1), ("carol",)) == []  # passes the policy
     assert r.headers["cache-control"] == "no-store"
     carol = site.client()
     assert login(carol, "carol", password.group(1)).status_code == 303
@@ -422,6 +926,27 @@ def test_home_page_headers_and_no_inline_code(site: Site) -> None:
     assert "server" not in r.headers
 
 
+def test_every_page_is_free_of_inline_code(site: Site, clock: Clock) -> None:
+    client = site.client()
+    pages = [client.get("/login")]
+    login(client, "admin", site.admin_password)
+    pages += [client.get("/"), client.get("/account"), client.get("/manage")]
+    pages.append(form_post(client, "/account/2fa/start", pages[-2]))
+    for r in pages:
+        assert r.status_code == 200
+        assert r.headers["cache-control"] == "no-store"
+        assert "'nonce-" not in r.headers["content-security-policy"]
+        html = r.text
+        assert re.findall(r"<script(?![^>]*\bsrc=)", html) == [], r.url
+        assert "<style" not in html and " style=" not in html, r.url
+        assert re.search(r"\son[a-z]+=", html) is None, r.url
+
+
+def test_a_bad_setting_is_refused_before_anything_serves(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="rate_limits"):
+        create_app(tmp_path / "bad", True, settings={"rate_limits": {"POST /login": "lots"}})
+
+
 def test_healthz_and_unknown_host(site: Site) -> None:
     r = site.client().get("/healthz")
     assert (r.status_code, r.text) == (200, "ok")
@@ -440,7 +965,7 @@ def test_plain_http_dev_mode(tmp_path: Path) -> None:
         assert "strict-transport-security" not in client.get("/").headers
         assert "Development mode" in client.get("/").text
     finally:
-        site.warden.keys.close()
+        site.close()
 
 
 # -- TLS files -------------------------------------------------------------------------
@@ -598,6 +1123,8 @@ def test_demo_serves_https_and_redirects_http(tmp_path: Path) -> None:
 
         output = log_path.read_text()
         assert f"sitewarden demo: {base}/" in output
+        assert "5 wrong passwords for one user name: its sign-in pauses for 5 minutes" in output
+        assert "beyond 10/minute: 429" in output
         created = re.search(r"Admin account created: user 'admin', password '([\w-]+)'", output)
         assert created, output
         assert httpx_login(base, context, created.group(1)) == "admin"

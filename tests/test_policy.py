@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sitewarden.errors import ConfigError
-from sitewarden.policy import PRESETS, Policy, load_policy
+from sitewarden.policy import PRESETS, Policy, load_policy, parse_rate
 
 
 def test_default_is_balanced() -> None:
@@ -89,12 +89,61 @@ def test_refresh_defaults_to_a_quarter_of_the_idle_timeout() -> None:
         ({"csp_report_path": "/r\r\nX-Injected: 1"}, "csp_report_path"),
         ({"csp_report_path": "/r;x"}, "csp_report_path"),
         ({"permissions_policy": {"camera": ["https://a\r\nX: y"]}}, "permissions_policy"),
+        # login defence
+        ({"lockout_threshold": 0}, "lockout_threshold"),
+        ({"lockout_duration": 600, "lockout_max_duration": 60}, "lockout_max_duration"),
+        ({"lockout_allow_networks": ["office"]}, "lockout_allow_networks"),
+        ({"rate_limits": {"login": "5/minute"}}, "rate_limits"),
+        ({"rate_limits": {"/login": "five a minute"}}, "rate_limits"),
+        ({"rate_limits": {"/login": "0/minute"}}, "rate_limits"),
+        ({"rate_limits": ["/login"]}, "rate_limits"),
+        ({"rate_limit_ipv6_prefix": 129}, "rate_limit_ipv6_prefix"),
+        ({"block_networks": ["10.0.0.0/40"]}, "block_networks"),
+        ({"ban_duration": 600, "ban_max_duration": 10}, "ban_max_duration"),
+        ({"password_max_length": 32}, "password_max_length"),
+        ({"password_max_length": 1_000_000}, "password_max_length"),
+        ({"password_min_length_2fa": 6}, "password_min_length_2fa"),
+        ({"password_min_length": 200}, "password_min_length"),
+        ({"password_min_score": 5}, "password_min_score"),
+        ({"password_rules": {"[a-": "broken"}}, "password_rules"),
+        ({"password_breach_url": "ftp://x/"}, "password_breach_url"),
+        ({"argon2_memory_kib": 4096}, "argon2_memory_kib"),
+        ({"argon2_memory_kib": 19_456, "argon2_time_cost": 1}, "argon2_memory_kib"),
+        ({"totp_digits": 4}, "totp_digits"),
+        ({"totp_window": 5}, "totp_window"),
+        ({"totp_issuer": "a:b"}, "totp_issuer"),
+        ({"events_keep": -1}, "events_keep"),
+        ({"metrics_path": "metrics"}, "metrics_path"),
     ],
 )
 def test_a_wrong_setting_stops_start_up_naming_it(settings: dict[str, object], named: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_policy(**settings)  # type: ignore[arg-type]
     assert str(info.value).startswith(named + ":") or named in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("5/minute", (5, 60.0)),
+        ("5/minutes", (5, 60.0)),
+        ("100 per hour", (100, 3600.0)),
+        ("10/30s", (10, 30.0)),
+        ("1/day", (1, 86400.0)),
+        ("2/2h", (2, 7200.0)),
+        ("0/minute", None),
+        ("5/fortnight", None),
+        ("many", None),
+    ],
+)
+def test_rates_parse(text: str, expected: tuple[int, float] | None) -> None:
+    assert parse_rate(text) == expected
+
+
+def test_argon2_accepts_owasp_equivalent_pairs() -> None:
+    """OWASP lists equally strong pairs: less memory is fine with more passes."""
+    assert load_policy(argon2_memory_kib=12_288, argon2_time_cost=3).argon2_time_cost == 3
+    assert load_policy(argon2_memory_kib=47_104, argon2_time_cost=1).argon2_memory_kib == 47_104
 
 
 def test_unknown_setting_suggests_the_right_name() -> None:

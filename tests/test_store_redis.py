@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.connection
 
 from sitewarden.errors import ConfigError, StoreError, StoreUnavailableError
 from sitewarden.store import open_store
@@ -98,6 +99,10 @@ def _incr_work(store: RedisStore, index: int, count: int) -> None:
 
 def _add_work(store: RedisStore, index: int, keys: list[str]) -> list[str]:
     return [k for k in keys if store.add(k, str(index).encode(), ttl=30)]
+
+
+def _throttle_work(store: RedisStore, index: int, limit: int, count: int) -> int:
+    return sum(store.throttle("gcra", limit, 86_400.0, peek=["ban"]).allowed for _ in range(count))
 
 
 # -- URLs and secrets ------------------------------------------------------------------
@@ -186,6 +191,8 @@ def test_server_down_then_recovery(redis_server: RedisServer, redis_url: str) ->
             lambda: store.set_add("s", b"m"),
             lambda: store.set_remove("s", b"m"),
             lambda: store.set_members("s"),
+            lambda: store.get_many(["k", "n"]),
+            lambda: store.throttle("t", 5, 60.0, peek=["k"]),
         ]
         started = time.monotonic()
         for op in operations:
@@ -204,6 +211,7 @@ def test_server_down_then_recovery(redis_server: RedisServer, redis_url: str) ->
         assert store.get("k") == b"after"
         assert store.update("k", lambda cur: (cur or b"") + b"!") == b"after!"
         assert store.incr("n") == 1
+        assert store.throttle("t", 5, 60.0).allowed  # the script is loaded again
     finally:
         store.close()
 
@@ -408,3 +416,91 @@ def test_update_fn_exception_propagates_unchanged(store: RedisStore) -> None:
     assert store.get("k") == b"kept+++"
     assert store.incr("n") == 1
     store.ping()
+
+
+# -- get_many and throttle -------------------------------------------------------------
+
+
+def _count_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the name of every command sent to Redis from now on (at the socket layer)."""
+    sent: list[str] = []
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> Any:
+        chunks = [command] if isinstance(command, bytes | str) else list(command)
+        data = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in chunks)
+        sent.append(data.split(b"\r\n")[2].decode())  # *N, $len, NAME
+        return original(self, chunks, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    return sent
+
+
+def test_throttle_and_get_many_are_one_round_trip(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.set("ban:1.2.3.4", b"rec")
+    store.throttle("warm", 5, 60.0)  # the first call may load the script
+    sent = _count_commands(monkeypatch)
+    result = store.throttle("rate:x", 5, 60.0, peek=["ban:1.2.3.4", "keyring:user:bob"])
+    assert result.allowed
+    assert result.peeked == (b"rec", None)
+    assert sent == ["EVALSHA"]
+    assert store.get_many(["ban:1.2.3.4", "nothing"]) == [b"rec", None]
+    assert sent == ["EVALSHA", "MGET"]
+    assert store.get_many([]) == []
+    assert len(sent) == 2  # nothing to ask: no round trip
+
+
+def test_throttle_reloads_the_script_after_a_flush(
+    redis_server: RedisServer, store: RedisStore
+) -> None:
+    assert store.throttle("t", 3, 60.0).remaining == 2
+    raw = _raw(redis_server)
+    try:
+        raw.script_flush()  # what a server restart or failover does to the script cache
+    finally:
+        raw.close()
+    assert store.throttle("t", 3, 60.0).remaining == 1
+
+
+def test_throttle_state_uses_the_prefix_and_the_server_clock(
+    redis_server: RedisServer, store: RedisStore
+) -> None:
+    raw = _raw(redis_server)
+    try:
+        result = store.throttle("rate:k", 4, 60.0)
+        seconds, micros = raw.time()
+        value = raw.get(store.prefix + "rate:k")
+        assert value is not None
+        tat = int(value)  # whole microseconds of the server's clock
+        now = seconds * 1_000_000 + micros
+        assert now < tat <= now + 15_000_000  # one interval (15 s) ahead of the server
+        pttl = raw.pttl(store.prefix + "rate:k")
+        assert 14_000 < pttl <= 15_000  # expires once the burst is full again
+        assert result.reset_after == pytest.approx(15.0, abs=0.01)
+        assert raw.keys(store.prefix + "*") == [(store.prefix + "rate:k").encode()]
+    finally:
+        raw.close()
+
+
+def test_throttle_bad_state_or_peek_is_store_error_and_writes_nothing(
+    redis_server: RedisServer, store: RedisStore
+) -> None:
+    store.set("rate:garbage", b"not a number")
+    with pytest.raises(StoreError, match="throttle state") as info:
+        store.throttle("rate:garbage", 5, 60.0)
+    assert not isinstance(info.value, StoreUnavailableError | redis.RedisError)
+    assert store.get("rate:garbage") == b"not a number"
+    store.set_add("a-set", b"m")
+    with pytest.raises(StoreError):
+        store.throttle("rate:fine", 5, 60.0, peek=["a-set"])
+    assert store.get("rate:fine") is None  # the peek failed before anything was written
+
+
+def test_throttle_across_processes_is_exact(
+    workers: Any, store: RedisStore, redis_url: str
+) -> None:
+    allowed = _in_processes(workers, _throttle_work, redis_url, 150, 60)
+    assert sum(allowed) == 150  # 240 requests from 4 processes, a burst of 150
+    assert store.throttle("gcra", 150, 86_400.0, cost=0).remaining == 0

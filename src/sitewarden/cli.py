@@ -18,6 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from sitewarden import __version__
+from sitewarden.cli_bans import add_bans_parser, run_bans
+from sitewarden.cli_events import add_events_parser, run_events
+from sitewarden.cli_lockout import add_lockout_parser, run_lockout
 from sitewarden.cli_reports import add_reports_parser, add_sri_parser, run_reports, run_sri
 from sitewarden.demo.cli import add_demo_parser, run_demo
 from sitewarden.errors import ConfigError, SitewardenError
@@ -55,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory for the walkthrough's SQLite store (default: .sitewarden/walkthrough)",
     )
     add_reports_parser(commands)
+    add_events_parser(commands)
+    add_lockout_parser(commands)
+    add_bans_parser(commands)
     add_sri_parser(commands)
 
     keyring = commands.add_parser("keyring", help="inspect and rotate the keyring")
@@ -100,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_reports(args, console)
         if args.command == "sri":
             return run_sri(args, console)
+        if args.command == "events":
+            return run_events(args, console)
+        if args.command == "lockout":
+            return run_lockout(args, console)
+        if args.command == "bans":
+            return run_bans(args, console)
         return _keyring_command(args, console)
     except ConfigError as exc:
         print(f"sitewarden: error: {exc}", file=sys.stderr)
@@ -115,6 +127,13 @@ def _keyring_command(args: argparse.Namespace, console: Console) -> int:
     url = args.store or default_store_url()
     if args.action == "rotate" and args.reset and not args.ring:
         raise ConfigError("--reset needs --ring NAME: resetting every ring at once is refused")
+    if args.action == "rotate" and args.ring == "totp" and args.reset:
+        # Every enrolled user's two-factor secret is sealed with this ring: replacing all
+        # its secrets at once would make them unreadable. Rotate, then reseal (docs/totp.md).
+        raise ConfigError(
+            "--reset of the totp ring is refused: it would lock every enrolled user out of "
+            "two-factor sign-in; rotate without --reset and reseal (see docs/totp.md)"
+        )
     if args.action == "init":
         keys = KeyManager.open(url)
     else:

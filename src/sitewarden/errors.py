@@ -13,6 +13,7 @@ __all__ = [
     "StoreCorruptError",
     "StoreError",
     "StoreUnavailableError",
+    "TotpError",
     "UnknownRingError",
 ]
 
@@ -52,3 +53,12 @@ class KeyringError(SitewardenError):
 
 class UnknownRingError(KeyringError, LookupError):
     """There is no ring of that name in the store (as opposed to a malformed one)."""
+
+
+class TotpError(SitewardenError):
+    """A TOTP secret, sealed secret or stored TOTP record cannot be used.
+
+    It is malformed, was tampered with, was sealed for another user, or was sealed with a
+    ``totp`` ring secret that is no longer in the ring. The message says which, and never
+    carries the secret or a code.
+    """

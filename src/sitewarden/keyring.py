@@ -12,6 +12,9 @@ A :class:`KeyManager` holds the named rings of a site in a
 ``forms``    CSRF authenticators of signed-in users;
 ``anon``     CSRF authenticators of anonymous visitors;
 ``sessions`` session tickets;
+``totp``     sealing of TOTP secrets at rest (:mod:`sitewarden.accounts.totp`); created on
+             first use and never rotated automatically (a rotation that pushed the sealing
+             secret out of the ring would make every enrolled user's secret unreadable);
 ``user:<id>`` one ring per user, created on demand, rotated to end all of that user's
              sessions at once ("log out everywhere").
 
@@ -66,6 +69,9 @@ DEFAULT_ROTATE_AFTER: Mapping[str, float | None] = {
     "forms": 86400.0,
     "anon": 86400.0,
     "sessions": 7 * 86400.0,
+    # Never automatic: TOTP secrets sealed with a secret that has left the ring are lost.
+    # Rotate on purpose, then reseal (see docs/totp.md).
+    "totp": None,
 }
 #: Prefix of per-user ring names.
 USER_RING_PREFIX = "user:"
@@ -415,6 +421,11 @@ class KeyManager:
         if not isinstance(userid, str) or not userid:
             raise KeyringError("a per-user ring needs a non-empty user id")
         return USER_RING_PREFIX + userid
+
+    @staticmethod
+    def store_key(name: str) -> str:
+        """Return the store key under which ring *name* is kept (for batched reads)."""
+        return _STORE_PREFIX + _check_ring_name(name)
 
     def refresh(self) -> None:
         """Forget every cached ring, so the next read comes from the store."""

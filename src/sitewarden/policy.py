@@ -22,11 +22,13 @@ from typing import Any, Literal
 from sitewarden.errors import ConfigError
 
 __all__ = [
+    "ARGON2_OWASP_MINIMUMS",
     "CSP",
     "FINGERPRINT_HEADERS",
     "PRESETS",
     "Policy",
     "load_policy",
+    "parse_rate",
 ]
 
 #: A Content-Security-Policy as directive → sources (``[]`` for a directive without value).
@@ -231,6 +233,7 @@ class Policy:
     session_idle_timeout: int = 1800
     session_absolute_timeout: int = 8 * 3600
     session_refresh_after: int | None = None  # default: a quarter of the idle timeout
+    session_revocation_ttl: float | None = None  # default: 0 on Redis (at once), else 1 s
 
     # -- CSRF --------------------------------------------------------------------------
     csrf: str = "enforce"
@@ -247,6 +250,50 @@ class Policy:
     cors_expose_headers: tuple[str, ...] = ()
     cors_max_age: int = 600
     cors_paths: tuple[str, ...] = ("/*",)
+
+    # -- login lockout -----------------------------------------------------------------
+    lockout_threshold: int = 5  # failures per account within the window
+    lockout_address_threshold: int = 20  # failures per client address within the window
+    lockout_window: int = 900
+    lockout_duration: int = 300  # the first lock; each further lock doubles it
+    lockout_max_duration: int = 86_400
+    lockout_extend_on_attempt: bool = False
+    lockout_allow_networks: tuple[str, ...] = ()
+
+    # -- rate limits and bans ----------------------------------------------------------
+    rate_limits: dict[str, str] = dataclasses.field(default_factory=dict)
+    rate_limit_ipv6_prefix: int = 64
+    rate_limit_headers: bool = True
+    ban_after: int = 5  # rate-limit breaches within ban_window before a ban
+    ban_window: int = 600
+    ban_duration: int = 600  # the first ban; each further ban doubles it
+    ban_max_duration: int = 7 * 86_400
+    block_networks: tuple[str, ...] = ()
+    allow_networks: tuple[str, ...] = ()
+
+    # -- passwords ---------------------------------------------------------------------
+    password_min_length: int = 15  # NIST/OWASP: 15 without a second factor
+    password_min_length_2fa: int = 8  # 8 with one
+    password_max_length: int = 128
+    password_min_score: int = 3  # zxcvbn-style strength 0 to 4; 0 turns the estimate off
+    password_rules: dict[str, str] = dataclasses.field(default_factory=dict)
+    password_breach_check: bool = False
+    password_breach_url: str = "https://api.pwnedpasswords.com/range/"  # noqa: S105 (a URL)
+    argon2_memory_kib: int = 19_456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+
+    # -- two-factor (TOTP) -------------------------------------------------------------
+    totp_issuer: str = "sitewarden"
+    totp_digits: int = 6
+    totp_period: int = 30
+    totp_window: int = 1
+    totp_max_attempts: int = 5
+    totp_attempt_window: int = 300
+
+    # -- security events ---------------------------------------------------------------
+    events_keep: int = 1000  # recent events kept in the store for `sitewarden events`
+    metrics_path: str | None = None  # Prometheus text served to manage_networks only
 
     # -- store failures ----------------------------------------------------------------
     on_store_failure: str = "closed"
@@ -275,7 +322,7 @@ _OPTIONAL = frozenset(
     (
         "csp", "csp_report_only", "csp_report_path", "frame_options", "referrer_policy",
         "permissions_policy", "cross_origin_opener_policy", "cross_origin_resource_policy",
-        "cross_origin_embedder_policy", "x_permitted_cross_domain_policies",
+        "cross_origin_embedder_policy", "x_permitted_cross_domain_policies", "metrics_path",
     )
 )  # fmt: skip
 _SAFE_TEXT = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: nothing to inject
@@ -524,6 +571,12 @@ def _validate(p: Policy) -> None:
         or not 0 < p.session_refresh_after < p.session_idle_timeout
     ):
         raise _fail("session_refresh_after", "expected seconds between 1 and the idle timeout")
+    if p.session_revocation_ttl is not None and (
+        isinstance(p.session_revocation_ttl, bool)
+        or not isinstance(p.session_revocation_ttl, int | float)
+        or not 0 <= p.session_revocation_ttl <= 60
+    ):
+        raise _fail("session_revocation_ttl", "expected seconds between 0 and 60")
     _check_choice(p, "csrf", _CSRF_MODES, optional=False)
     for origin in p.csrf_trusted_origins + tuple(o for o in p.cors_origins if o != "*"):
         if not re.match(r"^https?://(\*\.)?[A-Za-z0-9.-]+(:\d+)?$", origin):
@@ -550,3 +603,128 @@ def _validate(p: Policy) -> None:
     if p.cors_allow_credentials and "*" in p.cors_origins:
         raise _fail("cors_allow_credentials", "credentials are never allowed with origin '*'")
     _check_choice(p, "on_store_failure", _STORE_FAILURE, optional=False)
+    _validate_login_defence(p)
+
+
+#: OWASP's Argon2id minimums: (memory KiB, iterations) pairs of equal strength, p = 1.
+ARGON2_OWASP_MINIMUMS: tuple[tuple[int, int], ...] = (
+    (47_104, 1),
+    (19_456, 2),
+    (12_288, 3),
+    (9_216, 4),
+    (7_168, 5),
+)
+_RATE = re.compile(
+    r"^\s*(\d+)\s*(?:/|per)\s*(\d+\s*)?(s|sec|second|m|min|minute|h|hour|d|day)s?\s*$",
+    re.IGNORECASE,
+)
+_RATE_ROUTE = re.compile(r"^(?:([A-Z]+(?:\|[A-Z]+)*)\s+)?(/[^\s]*)$")
+
+
+def _validate_login_defence(p: Policy) -> None:
+    """Check the lockout, rate-limit, password, TOTP and event settings."""
+    for name in (
+        "lockout_threshold", "lockout_address_threshold", "lockout_window", "lockout_duration",
+        "lockout_max_duration", "ban_after", "ban_window", "ban_duration", "ban_max_duration",
+        "password_min_length", "password_min_length_2fa", "password_max_length",
+        "argon2_memory_kib", "argon2_time_cost", "argon2_parallelism", "totp_max_attempts",
+        "totp_attempt_window", "totp_period",
+    ):  # fmt: skip
+        _check_type(p, name, int)
+        if getattr(p, name) < 1:
+            raise _fail(name, "must be at least 1")
+    for name in ("lockout_extend_on_attempt", "rate_limit_headers", "password_breach_check"):
+        _check_type(p, name, bool)
+    for name in ("password_min_score", "events_keep", "totp_window", "totp_digits"):
+        _check_type(p, name, int)
+        if getattr(p, name) < 0:
+            raise _fail(name, "must not be negative")
+    _check_networks(p, "lockout_allow_networks")
+    _check_networks(p, "block_networks")
+    _check_networks(p, "allow_networks")
+    if p.lockout_max_duration < p.lockout_duration:
+        raise _fail("lockout_max_duration", "must not be shorter than lockout_duration")
+    if p.ban_max_duration < p.ban_duration:
+        raise _fail("ban_max_duration", "must not be shorter than ban_duration")
+    _check_type(p, "rate_limit_ipv6_prefix", int)
+    if not 1 <= p.rate_limit_ipv6_prefix <= 128:
+        raise _fail("rate_limit_ipv6_prefix", "expected a prefix length between 1 and 128")
+    if not isinstance(p.rate_limits, dict):
+        raise _fail("rate_limits", 'expected a table of route = "N/period", e.g. "5/minute"')
+    for route, rate in p.rate_limits.items():
+        if not isinstance(route, str) or not _RATE_ROUTE.match(route):
+            raise _fail(
+                "rate_limits",
+                f"{route!r}: expected a path such as /login or /api/*, optionally after "
+                'methods ("POST /login")',
+            )
+        if not isinstance(rate, str) or parse_rate(rate) is None:
+            raise _fail("rate_limits", f"{route}: {rate!r} is not a rate such as 5/minute")
+    if not 64 <= p.password_max_length <= 1024:
+        # at least 64 (NIST, OWASP); at most 1024, so no one posts megabytes to be hashed
+        raise _fail("password_max_length", "expected 64 to 1024 characters (NIST: at least 64)")
+    if not p.password_min_length_2fa <= p.password_min_length <= p.password_max_length:
+        raise _fail(
+            "password_min_length",
+            "expected password_min_length_2fa ≤ password_min_length ≤ password_max_length",
+        )
+    if p.password_min_length_2fa < 8:
+        raise _fail("password_min_length_2fa", "must be at least 8 (NIST, OWASP)")
+    if p.password_min_score > 4:
+        raise _fail("password_min_score", "expected a strength from 0 (off) to 4")
+    if not isinstance(p.password_rules, dict):
+        raise _fail("password_rules", 'expected a table of "regular expression" = "message"')
+    for pattern, message in p.password_rules.items():
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            raise _fail(
+                "password_rules", f"{pattern!r} is not a regular expression ({exc})"
+            ) from None
+        if not isinstance(message, str) or not message:
+            raise _fail("password_rules", f"{pattern!r}: expected a message to show")
+    _check_type(p, "password_breach_url", str)
+    if not re.match(r"^https?://[^\s]+/$", p.password_breach_url):
+        raise _fail("password_breach_url", "expected an http(s) URL ending in '/'")
+    if not any(
+        p.argon2_memory_kib >= memory and p.argon2_time_cost >= passes
+        for memory, passes in ARGON2_OWASP_MINIMUMS
+    ):
+        raise _fail(
+            "argon2_memory_kib",
+            f"Argon2id with {p.argon2_memory_kib} KiB and {p.argon2_time_cost} passes is "
+            "below OWASP's minimum (19456 KiB with 2 passes, or an equivalent pair)",
+        )
+    _check_type(p, "totp_issuer", str)
+    if not p.totp_issuer or ":" in p.totp_issuer:
+        raise _fail("totp_issuer", "expected a non-empty name without ':'")
+    if p.totp_digits not in (6, 7, 8):
+        raise _fail("totp_digits", "expected 6, 7 or 8")
+    if p.totp_window > 2:
+        raise _fail("totp_window", "more than 2 steps either side weakens the code; use 0 to 2")
+    if p.metrics_path is not None and (
+        not isinstance(p.metrics_path, str) or not re.match(r"^/[A-Za-z0-9._~/-]*$", p.metrics_path)
+    ):
+        raise _fail(
+            "metrics_path", "expected a path of letters, digits and ._~-/ starting with '/'"
+        )
+
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_rate(text: str) -> tuple[int, float] | None:
+    """Parse a rate such as ``"5/minute"``, ``"100 per hour"`` or ``"10/30s"``.
+
+    Returns ``(count, period_seconds)``, or ``None`` if *text* is not a rate (or allows no
+    request at all).
+    """
+    match = _RATE.match(text)
+    if match is None:
+        return None
+    count = int(match.group(1))
+    multiple = int(match.group(2)) if match.group(2) else 1
+    period = multiple * _UNIT_SECONDS[match.group(3)[0].lower()]
+    if count < 1 or period < 1:
+        return None
+    return count, float(period)

@@ -32,6 +32,7 @@ from typing import Any
 from sitewarden.errors import StoreError
 from sitewarden.policy import Policy
 from sitewarden.store.base import Store
+from sitewarden.store.log import RecordLog, read_records
 from sitewarden.web.request import Reply, RequestView
 
 __all__ = ["FIELDS", "REPORT_PREFIX", "REPORT_TTL", "ReportReceiver", "list_reports"]
@@ -168,6 +169,9 @@ class ReportReceiver:
         self.max_bytes = policy.csp_report_max_bytes
         self.rate = policy.csp_report_rate
         self.max_per_minute = max_per_minute
+        # A store-wide sequence number after the time: reports of the same millisecond
+        # (or from processes with slightly different clocks) still list in arrival order.
+        self._records = RecordLog(store, REPORT_PREFIX, sequence_key=SEQUENCE_KEY, ttl=REPORT_TTL)
 
     def handle(self, view: RequestView, body: bytes, client: str | None) -> Reply:
         """Answer one request to the report endpoint; never raises."""
@@ -224,7 +228,7 @@ class ReportReceiver:
                 if len(records) >= MAX_REPORTS_PER_REQUEST:
                     break
         for record in records:
-            self._save(record, now)
+            self._records.append(record, now)
         return Reply(204, [("cache-control", "no-store")])
 
     @staticmethod
@@ -247,30 +251,7 @@ class ReportReceiver:
         record["user_agent"] = _text(agent, _CAPS["user_agent"])
         return record
 
-    def _save(self, record: dict[str, Any], now: float) -> None:
-        # A store-wide sequence number after the time: reports of the same millisecond
-        # (or from processes with slightly different clocks) still list in arrival order.
-        seq = self.store.incr(SEQUENCE_KEY)
-        key = f"{REPORT_PREFIX}{int(now * 1000):013d}:{seq:012d}"
-        value = json.dumps(record, separators=(",", ":")).encode()
-        self.store.set(key, value, ttl=REPORT_TTL)
-
 
 def list_reports(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     """Return up to *limit* stored reports, newest first (records as stored)."""
-    if limit <= 0:
-        return []
-    found: list[dict[str, Any]] = []
-    for key in reversed(store.keys(REPORT_PREFIX)):
-        raw = store.get(key)
-        if raw is None:
-            continue  # expired since it was listed
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            found.append(record)
-            if len(found) >= limit:
-                break
-    return found
+    return read_records(store, REPORT_PREFIX, limit)

@@ -40,13 +40,14 @@ store at most every ``revocation_ttl`` seconds (default 1 s) while that user is 
 
 from __future__ import annotations
 
+import hmac
 import re
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from sitewarden.errors import UnknownRingError
 from sitewarden.keyring import KeyManager, Keyring
 from sitewarden.policy import Policy
 from sitewarden.tickets import (
@@ -95,14 +96,22 @@ class SessionState:
 class _UserKeys:
     """One user's signing state: the rings it was built from and their combination."""
 
-    __slots__ = ("combined", "read_at", "sessions", "user")
+    __slots__ = ("combined", "raw", "read_at", "sessions", "user")
 
-    def __init__(self, sessions: Keyring, user: Keyring, combined: Keyring, read_at: float):
+    def __init__(
+        self, sessions: Keyring, user: Keyring, combined: Keyring, read_at: float, raw: bytes
+    ) -> None:
         self.sessions = sessions
         self.user = user
         self.combined = combined
         #: ``time.monotonic()`` of the last read of the user's ring from the store.
         self.read_at = read_at
+        #: The user's ring as stored: an unchanged re-read is recognised without parsing.
+        self.raw = raw
+
+
+#: "Not given" for :meth:`SessionManager.check`'s prefetched ring (``None`` means absent).
+_NOT_GIVEN: Any = object()
 
 
 def _combine(sessions: Keyring, user: Keyring) -> Keyring:
@@ -221,12 +230,41 @@ class SessionManager:
         state = self.check(value, now=now)
         return None if state is None else state.userid
 
-    def check(self, value: str, *, now: float | None = None) -> SessionState | None:
+    def ring_key(self, value: str) -> str | None:
+        """Return the store key :meth:`check` would read for cookie *value* now, if any.
+
+        The engine fetches it in the same round trip as its other reads (bans, rate limits)
+        and hands the bytes to :meth:`check` as *ring*, so with ``revocation_ttl = 0`` a
+        signed-in request still costs one store round trip in all.
+        """
+        if type(value) is not str or len(value) > MAX_COOKIE_VALUE:
+            return None
+        seen = self._seen.get(value)
+        if seen is None:
+            parsed = _parse(value)
+            if parsed is None:
+                return None
+            userid = parsed[1]
+        else:
+            userid = seen[1]
+        keys = self._users.get(userid)
+        if (
+            keys is not None
+            and keys.sessions is self.keys.ring("sessions")
+            and time.monotonic() - keys.read_at < self.revocation_ttl
+        ):
+            return None  # the cached ring is fresh enough: no read needed
+        return KeyManager.store_key(KeyManager.user_ring_name(userid))
+
+    def check(
+        self, value: str, *, now: float | None = None, ring: bytes | None = _NOT_GIVEN
+    ) -> SessionState | None:
         """Return the session in cookie *value*, or ``None`` if it is not a valid one.
 
         Valid means: genuine (signed with a current key of the ``sessions`` ring and the
         user's ring), not idle for ``session_idle_timeout`` and signed in less than
-        ``session_absolute_timeout`` ago. Never raises for any *value*.
+        ``session_absolute_timeout`` ago. Never raises for any *value*. *ring* is the
+        user's stored ring as read under :meth:`ring_key` by the caller (``None``: absent).
         """
         if type(value) is not str or len(value) > MAX_COOKIE_VALUE:
             return None
@@ -248,7 +286,7 @@ class SessionManager:
             or keys.sessions is not sessions
             or mono - keys.read_at >= self.revocation_ttl
         ):
-            keys = self._rebuild(userid, keys, mono, create=False)
+            keys = self._rebuild(userid, keys, mono, create=False, raw=ring)
             if keys is None:
                 return None  # no ring: never signed in here (or an attacker-chosen id)
         if cached is not None and cached._keyring is keys.combined:
@@ -315,27 +353,41 @@ class SessionManager:
     # -- internals -----------------------------------------------------------------
 
     def _rebuild(
-        self, userid: str, old: _UserKeys | None, mono: float, *, create: bool
+        self,
+        userid: str,
+        old: _UserKeys | None,
+        mono: float,
+        *,
+        create: bool,
+        raw: bytes | None = _NOT_GIVEN,
     ) -> _UserKeys | None:
-        """Read *userid*'s ring from the store and (re)build its combined ring.
+        """Read *userid*'s ring (or take *raw*, read by the caller); rebuild its combination.
 
-        Without *create*, a missing ring gives ``None`` and nothing is written.
+        An unchanged ring (the same stored bytes) keeps the cached objects without parsing,
+        so re-reading on every request costs one store read and a comparison. Without
+        *create*, a missing ring gives ``None`` and nothing is written.
         """
         sessions = self.keys.ring("sessions")
-        try:
-            user = self.keys.stored_ring(KeyManager.user_ring_name(userid))
-        except UnknownRingError:
+        name = KeyManager.user_ring_name(userid)
+        if raw is _NOT_GIVEN:
+            raw = self.keys.store.get(KeyManager.store_key(name))
+        if raw is None:
             if not create:
                 with self._lock:
                     self._users.pop(userid, None)
                 return None
-            user = self.keys.user_ring(userid)
-        if old is not None and (old.user is user or old.user == user):
+            self.keys.user_ring(userid)
+            raw = self.keys.store.get(KeyManager.store_key(name))
+            if raw is None:  # pragma: no cover - deleted between two statements
+                return None
+        if old is not None and hmac.compare_digest(old.raw, raw):
             user = old.user  # unchanged: keep the object, and with it the combined ring
             if old.sessions is sessions:
                 old.read_at = mono
                 return old
-        keys = _UserKeys(sessions, user, _combine(sessions, user), mono)
+        else:
+            user = Keyring.from_json(raw, name)
+        keys = _UserKeys(sessions, user, _combine(sessions, user), mono, raw)
         with self._lock:
             self._users.pop(userid, None)  # re-inserted last: eviction is oldest-read first
             while len(self._users) >= _USERS_LIMIT:

@@ -19,14 +19,17 @@ Everything that can be computed from the policy is computed here, once, at start
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sitewarden import events
 from sitewarden.csrf import check_token, create_token
 from sitewarden.errors import KeyringError, StoreError
+from sitewarden.events_store import EventRecorder
 from sitewarden.guards.clientip import Origin, ProxyResolver, forwarded_headers_present
 from sitewarden.guards.cors import CorsGuard
 from sitewarden.guards.csrf_guard import CsrfGuard
@@ -42,6 +45,14 @@ from sitewarden.reports import ReportReceiver
 from sitewarden.sessions import SessionManager, SessionState
 from sitewarden.store import default_store_url
 from sitewarden.web.request import Reply, RequestView
+
+if TYPE_CHECKING:  # imported when first used: start-up does not pay for unused parts
+    from sitewarden.accounts.passwords import Passwords
+    from sitewarden.accounts.totp import TOTP
+    from sitewarden.guards.bans import BanList
+    from sitewarden.guards.lockout import Lockout
+    from sitewarden.guards.ratelimit import RateLimiter
+    from sitewarden.metrics import Metrics
 
 __all__ = ["MAX_BODY", "CsrfTokens", "Exchange", "Origin", "Warden"]
 
@@ -117,7 +128,12 @@ class Warden:
         self.policy: Policy = load_policy(preset, config, **settings)
         p = self.policy
         self.keys = keys if keys is not None else KeyManager.open(p.store or default_store_url())
-        self.sessions = SessionManager(p, self.keys)
+        #: The store every part of this site keeps its state in.
+        self.store = self.keys.store
+        revocation_ttl = p.session_revocation_ttl
+        if revocation_ttl is None:  # many machines: "log out everywhere" must act at once
+            revocation_ttl = 0.0 if self.store.remote else 1.0
+        self.sessions = SessionManager(p, self.keys, revocation_ttl=revocation_ttl)
         self.csrf = CsrfTokens(self.keys, p.csrf_field, p.csrf_header)
         self.headers = SecurityHeaders(p)
         self._proxies = ProxyResolver(p.trusted_proxies)
@@ -140,6 +156,29 @@ class Warden:
         self._https_redirect = p.https_redirect
         self._report_path = p.csp_report_path if self._reports is not None else None
         self._csrf_on = p.csrf != "off"
+        # Bans and rate limits: off unless configured, and then one store round trip per
+        # request (the ban check, the route's limit and a due session-ring read together).
+        self._limits_on = bool(p.rate_limits or p.block_networks or p.allow_networks)
+        if self._limits_on:
+            self._limiter = self.ratelimit
+            self._banlist = self.bans
+        self._remote = self.store.remote
+        # Security events: the newest kept in the store (for `sitewarden events` and admin
+        # pages), and counted for Prometheus when a metrics path is set.
+        self._sinks: list[events.Sink] = []
+        self.recorder: EventRecorder | None = None
+        if p.events_keep:
+            self.recorder = EventRecorder(self.store, p.events_keep)
+            self._sinks.append(_weak_sink(self.recorder))
+        self.metrics: Metrics | None = None
+        self._metrics_path = p.metrics_path
+        if p.metrics_path is not None:
+            from sitewarden.metrics import Metrics
+
+            self.metrics = Metrics()
+            self._sinks.append(_weak_sink(self.metrics))
+        for sink in self._sinks:
+            events.add_sink(sink)
         #: The request headers any guard reads: adapters may decode only these.
         self.request_headers: frozenset[bytes] = frozenset(
             name.encode("latin-1")
@@ -171,6 +210,43 @@ class Warden:
                         headers.append(("vary", ", ".join(vary)))
                     self._variants[(https, signed_in, unsafe)] = headers
         self._variants_b = {key: _encode(value) for key, value in self._variants.items()}
+
+    # -- login defence (built on first use) -------------------------------------------
+
+    @functools.cached_property
+    def passwords(self) -> Passwords:
+        """Password hashing (Argon2id) and the password policy."""
+        from sitewarden.accounts.passwords import Passwords
+
+        return Passwords(self.policy)
+
+    @functools.cached_property
+    def totp(self) -> TOTP:
+        """TOTP two-factor sign-in: secrets, QR codes, verification, recovery codes."""
+        from sitewarden.accounts.totp import TOTP
+
+        return TOTP(self.policy, self.store, self.keys)
+
+    @functools.cached_property
+    def lockout(self) -> Lockout:
+        """Failed sign-in counting and account/address lockout."""
+        from sitewarden.guards.lockout import Lockout
+
+        return Lockout(self.policy, self.store, self.keys)
+
+    @functools.cached_property
+    def ratelimit(self) -> RateLimiter:
+        """Rate limits: the policy's per-route limits and any the application asks for."""
+        from sitewarden.guards.ratelimit import RateLimiter
+
+        return RateLimiter(self.policy, self.store)
+
+    @functools.cached_property
+    def bans(self) -> BanList:
+        """Bans of clients that keep breaching rate limits, and the block/allow lists."""
+        from sitewarden.guards.bans import BanList
+
+        return BanList(self.policy, self.store)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> Warden:
@@ -227,8 +303,22 @@ class Warden:
             if ex.reply is not None:
                 return ex
         path = view.path
+        ring: Any = _MISSING  # the user's ring when the limits step read it already
+        if self._limits_on:
+            try:
+                ring = self._apply_limits(ex, view, origin.client)
+            except StoreError as exc:
+                self._store_failure(ex, exc)
+                if ex.reply is not None:
+                    return ex
+                ring = _MISSING  # failing open: no limits this time, the other guards go on
+            if ex.reply is not None:
+                return ex
         if path == self._report_path:
             ex.body_handler = ex.receive_report
+            return ex
+        if path == self._metrics_path:
+            ex.reply = self._metrics_reply(origin.client)
             return ex
         if not self._manage.allowed(path, origin.host, origin.client) or (
             untrusted_forwarding and self._manage.is_management(path)
@@ -244,19 +334,87 @@ class Warden:
         try:
             cookie = self._session_cookie(view)
             if cookie:
-                ex.session = self.sessions.check(cookie)
+                ex.session = (
+                    self.sessions.check(cookie)
+                    if ring is _MISSING
+                    else self.sessions.check(cookie, ring=ring)
+                )
                 if ex.session is None:
                     ex._clear_cookie = True  # tampered or expired: not signed in
                 else:
                     ex.user = ex.session.userid
-            if not defer_csrf and self._csrf_on and view.method not in _SAFE_METHODS:
-                self._check_csrf(ex, csrf_exempt)
         except StoreError as exc:
-            return self._store_failure(ex, exc)
+            self._store_failure(ex, exc)  # closed: 503; open: signed out, and on
+            if ex.reply is not None:
+                return ex
         except KeyringError as exc:  # a damaged per-user ring: that user is not signed in
             self._event("session.keyring_damaged", ex, level=logging.ERROR, reason=str(exc))
             ex.user, ex.session = None, None
+        if not defer_csrf and self._csrf_on and view.method not in _SAFE_METHODS:
+            try:
+                self._check_csrf(ex, csrf_exempt)
+            except StoreError as exc:
+                self._csrf_store_failure(ex, exc)
         return ex
+
+    def _apply_limits(self, ex: Exchange, view: RequestView, client: str | None) -> Any:
+        """Block list, bans and the route's rate limit, in one store round trip.
+
+        Sets ``ex.reply`` to a refusal (403 blocked or banned, 429 over the limit) and
+        ``ex.extra_headers`` to the route's RateLimit headers. Returns the user's session
+        ring when it was read in the same round trip (a remote store, a due revocation
+        check), else ``_MISSING``. Store errors propagate to the caller.
+        """
+        verdict = self._banlist.static_verdict(client)
+        if verdict == "allow":
+            return _MISSING  # monitoring, office: never limited or banned
+        if verdict == "block":
+            self._event("ban.blocked", ex, reason="address in block_networks")
+            ex.reply = self._banlist.refusal(None)
+            return _MISSING
+        key = self._limiter.client_key(client)
+        peek = [self._banlist.ban_key(key)]
+        ring_key = None
+        if self._remote:
+            cookie = self._session_cookie(view)
+            ring_key = self.sessions.ring_key(cookie) if cookie else None
+            if ring_key is not None:
+                peek.append(ring_key)
+        rule = self._limiter.rule_for(view.method, view.path)
+        if rule is None:
+            values = self.store.get_many(peek)
+            result = None
+        else:
+            result = self._limiter.hit(key, rule, peek=peek, path=view.path)
+            values = list(result.peeked)
+        banned = self._banlist.remaining(values[0])
+        if banned is not None:
+            ex.reply = self._banlist.refusal(banned)
+            return _MISSING
+        if result is not None:
+            assert rule is not None
+            if not result.allowed:
+                self._banlist.breach(key)
+                ex.reply = self._limiter.refusal(rule, result)
+                return _MISSING
+            headers = self._limiter.headers(rule, result)
+            if headers:
+                ex.extra_headers = headers
+        return values[1] if ring_key is not None else _MISSING
+
+    def _metrics_reply(self, client: str | None) -> Reply:
+        """Prometheus metrics for management networks; anyone else sees nothing there."""
+        if self.metrics is None or not self._manage.in_networks(client):
+            return _NOT_FOUND
+        body, content_type = self.metrics.exposition()
+        return Reply(200, [("content-type", content_type), ("cache-control", "no-store")], body)
+
+    def close(self) -> None:
+        """Stop recording this site's events and close its store."""
+        for sink in self._sinks:
+            events.remove_sink(sink)
+        self._sinks.clear()
+        self.store.close()
 
     def begin_websocket(self, view: RequestView) -> Exchange:
         """Run the guards on a WebSocket handshake, including its Origin check."""
@@ -327,6 +485,17 @@ class Warden:
         self._event("csrf.refused", ex, reason=reason)
         ex.reply = self._csrf_guard.refusal(reason or "refused", ex.view.headers.get("accept", ""))
 
+    def _csrf_store_failure(self, ex: Exchange, exc: StoreError) -> None:
+        """Refuse (503) an authenticator that cannot be checked, whatever the policy.
+
+        ``on_store_failure = "open"`` keeps pages readable while the store is down; it
+        must not turn into accepting unverified state-changing requests.
+        """
+        self._event("store.unavailable", ex, level=logging.ERROR, reason=str(exc))
+        ex.reply = _STORE_DOWN
+        ex.user = None
+        ex.session = None
+
     def _store_failure(self, ex: Exchange, exc: StoreError) -> Exchange:
         self._event("store.unavailable", ex, level=logging.ERROR, reason=str(exc))
         if self.policy.on_store_failure == "closed":
@@ -362,6 +531,7 @@ class Exchange:
         "_logout",
         "_nonce",
         "body_handler",
+        "extra_headers",
         "https",
         "origin",
         "reply",
@@ -384,6 +554,8 @@ class Exchange:
         #: The signed-in user's id, or ``None``.
         self.user: str | None = None
         self.session: SessionState | None = None
+        #: Further headers for the response (a limited route's RateLimit headers).
+        self.extra_headers: list[tuple[str, str]] | None = None
         self._nonce: str | None = None
         self._login: str | None = None
         self._logout = False
@@ -437,7 +609,7 @@ class Exchange:
         try:
             warden._check_csrf(self, exempt)
         except StoreError as exc:
-            warden._store_failure(self, exc)
+            warden._csrf_store_failure(self, exc)
         return self.reply
 
     def receive_report(self, body: bytes) -> Reply:
@@ -451,8 +623,8 @@ class Exchange:
         warden = self.warden
         try:
             decision = warden._csrf_guard.decide_with_body(self.view, self.user, body)
-        except StoreError as exc:  # the keyring could not be read: the failure policy decides
-            warden._store_failure(self, exc)
+        except StoreError as exc:  # the keyring could not be read: never accept unverified
+            warden._csrf_store_failure(self, exc)
             return self.reply
         warden._apply_csrf(self, decision.allowed, decision.reason)
         return self.reply
@@ -523,6 +695,7 @@ class Exchange:
         """Return the key of the precomputed headers that fit, or ``None`` (general path)."""
         if (
             self._nonce is not None
+            or self.extra_headers is not None
             or self._login is not None
             or self._logout
             or self._clear_cookie
@@ -583,7 +756,23 @@ class Exchange:
                     add.append((name, value))
         if vary and "vary" not in present:
             add.append(("vary", ", ".join(vary)))
+        if self.extra_headers is not None:
+            add.extend(h for h in self.extra_headers if h[0].lower() not in present)
         return add
+
+
+def _weak_sink(target: Callable[[Any, int], None]) -> events.Sink:
+    """Wrap an event sink so that a forgotten Warden does not keep receiving events."""
+    ref = weakref.ref(target)
+
+    def sink(record: Any, level: int) -> None:
+        live = ref()
+        if live is None:
+            events.remove_sink(sink)
+        else:
+            live(record, level)
+
+    return sink
 
 
 def _encode(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -281,3 +281,104 @@ def test_session_cookie_is_hidden_from_scripts_and_hardened(site: Any, context: 
             f"{site.name}: Set-Cookie {header!r}",
         )
         stopped(name.startswith("__Host-"), f"{site.name}: {name} has no __Host- prefix")
+
+
+# -- two-factor sign-in, through the real pages ----------------------------------------
+
+
+def test_two_factor_enrolment_and_sign_in_in_chromium(demo: Any, browsers: Any) -> None:
+    """A user enrols TOTP on the demo's account page in Chromium and signs in with a code.
+
+    Not an attack but the defence's own path, end to end in a real browser under the
+    strict CSP: the admin creates an account (random password shown once, read from the
+    page); its owner opens ``/account``, starts enrolment, sees the QR code drawn as
+    inline SVG (it must render: the CSP forbids inline *scripts and styles*, not markup),
+    reads the manual-entry secret from the page, confirms with the current code computed
+    by ``pyotp`` and gets ten recovery codes. After signing out, the password alone leads
+    only to the code form (no session); the next code signs in. Then the password form's
+    live strength meter (``app.js`` posting to the JSON endpoint with the CSRF header)
+    shows the policy's verdict. No CSP violation may occur on any of these pages.
+    """
+    import pyotp
+
+    ctx = browsers.get([demo.tls.spki]).new_context()
+    ctx.set_default_timeout(15_000)
+    violations: list[str] = []
+    try:
+        page = ctx.new_page()
+        page.on(
+            "console",
+            lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+
+        def sign_in(name: str, password: str) -> None:
+            page.goto(demo.base_url + "/login")
+            page.fill("#username", name)
+            page.fill("#password", password)
+            with page.expect_navigation():
+                page.click("form[action='/login'] button[type=submit]")
+
+        def sign_out() -> None:
+            with page.expect_navigation():
+                page.click("form[action='/logout'] button[type=submit]")
+            assert page.locator(".who").count() == 0
+
+        # The admin creates the account (the admin keeps its password-only sign-in).
+        user = f"totp-{secrets.token_hex(3)}"
+        sign_in(demo.admin_user, demo.admin_password)
+        page.goto(demo.base_url + "/manage")
+        page.fill("#new-user", user)
+        with page.expect_navigation():
+            page.click("form[action='/manage/users'] button[type=submit]")
+        password = page.locator(".created code").inner_text()
+        assert len(password) >= 15
+        sign_out()
+
+        sign_in(user, password)
+        assert page.locator(".who strong").inner_text() == user
+        page.goto(demo.base_url + "/account")
+        with page.expect_navigation():
+            page.click("form[action='/account/2fa/start'] button[type=submit]")
+        qr = page.locator("#totp-qr svg")
+        assert qr.is_visible()
+        box = qr.bounding_box()
+        assert box is not None and box["width"] > 50 and box["height"] > 50
+        secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+        assert len(secret) == 32
+        page.fill("#confirm-code", pyotp.TOTP(secret).now())
+        with page.expect_navigation():
+            page.click("form[action='/account/2fa/confirm'] button[type=submit]")
+        codes = page.locator("#recovery-codes code").all_inner_texts()
+        assert len(codes) == 10, page.content()[:2000]
+        sign_out()
+
+        # Password first: only the second step, no session yet.
+        sign_in(user, password)
+        assert page.url == demo.base_url + "/login/code"
+        assert page.locator(".who").count() == 0
+        cookies = {c["name"]: c for c in ctx.cookies(demo.base_url)}
+        pending = cookies["__Host-sw_pending"]
+        assert pending["httpOnly"] and pending["secure"] and pending["sameSite"] == "Strict"
+        assert page.evaluate("() => document.cookie") == ""
+        # The enrolment's time step is spent (replay protection): the next one is fresh.
+        page.fill("#code", pyotp.TOTP(secret).at(time.time() + 30))
+        with page.expect_navigation():
+            page.click("form[action='/login/code'] button[type=submit]")
+        assert page.url == demo.base_url + "/"
+        assert page.locator(".who strong").inner_text() == user
+        assert "__Host-sw_pending" not in {c["name"] for c in ctx.cookies(demo.base_url)}
+
+        # The live strength meter: app.js asks the site's JSON endpoint (CSRF header).
+        page.goto(demo.base_url + "/account")
+        page.fill("#new-password", "password1234567")
+        page.wait_for_selector("[data-strength-problems] li")
+        assert page.locator("[data-strength-label]").inner_text().startswith("Not accepted")
+        page.fill("#new-password", "violet tractor sings under copper moon")
+        page.wait_for_function(
+            "() => document.querySelector('[data-strength-label]').textContent"
+            ".startsWith('Acceptable')"
+        )
+        assert page.locator("[data-strength-problems] li").count() == 0
+        assert violations == []
+    finally:
+        ctx.close()

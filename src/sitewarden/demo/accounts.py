@@ -3,15 +3,21 @@
 Each account is one key, ``demo:user:<name>``, holding JSON::
 
     {"name": "admin", "hash": "$argon2id$v=19$m=19456,t=2,p=1$…", "admin": true,
-     "created": 1767225600.0}
+     "created": 1767225600.0, "totp": "swtotp1:…", "totp_since": 1767229200.0}
 
-Passwords are hashed with Argon2id at OWASP's recommended parameters (19 MiB of memory,
-two passes, one lane). Nothing else about a password is ever stored or logged.
+Passwords are hashed and verified by sitewarden's
+:class:`~sitewarden.accounts.passwords.Passwords` (``warden.passwords``): Argon2id with the
+policy's parameters (OWASP's 19 MiB of memory, two passes, one lane by default). Nothing
+else about a password is ever stored or logged. ``totp`` is the account's TOTP secret
+*sealed* by :meth:`sitewarden.accounts.totp.TOTP.seal` (AES-256-GCM, bound to the user
+name), present only while two-factor sign-in is on.
 
 :meth:`Accounts.verify` takes about the same time whether or not the account exists: an
-unknown (or malformed) user name is checked against a dummy hash made with the same
-parameters, so response timing does not reveal which accounts exist. Its result is the
-same ``None`` for "no such user" and "wrong password"; callers show one message for both.
+unknown (or malformed) user name is checked by ``passwords.verify(None, password)``, which
+verifies against a dummy hash made with the same parameters, so response timing does not
+reveal which accounts exist. Its result is the same ``None`` for "no such user" and "wrong
+password"; callers show one message for both. A hash made with other parameters is
+replaced after a successful sign-in (``Verification.new_hash``).
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from typing import TYPE_CHECKING, Any
 
 from sitewarden.store.base import Store
+
+if TYPE_CHECKING:
+    from sitewarden.accounts.passwords import Passwords
 
 __all__ = [
     "ADMIN_NAME",
@@ -35,7 +42,6 @@ __all__ = [
     "Account",
     "Accounts",
     "new_password",
-    "password_hasher",
     "valid_name",
 ]
 
@@ -43,21 +49,15 @@ __all__ = [
 USER_PREFIX = "demo:user:"
 #: The first account, created with a random password at first start.
 ADMIN_NAME = "admin"
-#: Longest password accepted (longer ones are refused before hashing: no hashing DoS).
+#: Longest password looked at when signing in (longer ones are refused before hashing: no
+#: hashing DoS). New passwords are held to the policy's ``password_max_length``.
 MAX_PASSWORD = 1024
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
 
 
-def password_hasher() -> PasswordHasher:
-    """Return Argon2id with OWASP's parameters: m=19456 KiB, t=2, p=1."""
-    return PasswordHasher(
-        time_cost=2, memory_cost=19_456, parallelism=1, hash_len=32, salt_len=16, type=Type.ID
-    )
-
-
 def new_password() -> str:
-    """Return a fresh random password (144 bits, URL-safe characters)."""
+    """Return a fresh random password (144 bits, 24 URL-safe characters)."""
     return secrets.token_urlsafe(18)
 
 
@@ -68,22 +68,24 @@ def valid_name(name: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """One stored account (the hash stays in the store; it is not needed outside)."""
+    """One stored account (the hash and the sealed TOTP secret stay in the store)."""
 
     name: str
     admin: bool
     created: float
+    #: Whether two-factor sign-in (TOTP) is on for this account.
+    two_factor: bool = False
+    #: When two-factor sign-in was switched on (Unix time), or ``None``.
+    two_factor_since: float | None = None
 
 
 class Accounts:
-    """Create and verify the demo's accounts in *store*."""
+    """Create, verify and change the demo's accounts in *store*, hashing with *passwords*."""
 
-    def __init__(self, store: Store, hasher: PasswordHasher | None = None) -> None:
-        """Use *store*; *hasher* defaults to :func:`password_hasher`."""
+    def __init__(self, store: Store, passwords: Passwords) -> None:
+        """Keep accounts in *store*; *passwords* hashes and verifies (``warden.passwords``)."""
         self.store = store
-        self.hasher = hasher if hasher is not None else password_hasher()
-        # Same parameters as real hashes, so a miss costs what a hit costs.
-        self._dummy = self.hasher.hash(secrets.token_urlsafe(18))
+        self.passwords = passwords
 
     @staticmethod
     def key(name: str) -> str:
@@ -94,14 +96,14 @@ class Accounts:
         """Create account *name* with *password*; return ``False`` if it already exists.
 
         Raise :class:`ValueError` for an invalid name or an empty or overlong password.
+        (Whether the password is *good* is the caller's question: ``passwords.check``.)
         """
         if not valid_name(name):
             raise ValueError(f"invalid user name {name!r}: 1 to 32 of a-z 0-9 _ . - (lower case)")
-        if not password or len(password) > MAX_PASSWORD:
-            raise ValueError(f"a password must have 1 to {MAX_PASSWORD} characters")
+        _check_length(password)
         record = {
             "name": name,
-            "hash": self.hasher.hash(password),
+            "hash": self.passwords.hash(password),
             "admin": admin,
             "created": time.time(),
         }
@@ -109,25 +111,14 @@ class Accounts:
 
     def set_password(self, name: str, password: str) -> bool:
         """Replace the password of account *name*; return ``False`` if there is none."""
-        if not password or len(password) > MAX_PASSWORD:
-            raise ValueError(f"a password must have 1 to {MAX_PASSWORD} characters")
-        new = self.hasher.hash(password)
-
-        def change(raw: bytes | None) -> bytes | None:
-            if raw is None:
-                return None
-            record = json.loads(raw)
-            record["hash"] = new
-            return json.dumps(record).encode()
-
-        return self.store.update(self.key(name), change) is not None
+        _check_length(password)
+        new = self.passwords.hash(password)
+        return self._change(name, lambda record: record.update(hash=new))
 
     def get(self, name: str) -> Account | None:
         """Return account *name*, or ``None`` if there is none (or it is unreadable)."""
-        record = self._record(name)
-        if record is None:
-            return None
-        return Account(name, bool(record.get("admin")), float(record.get("created", 0)))
+        record = self._record(name) if valid_name(name) else None
+        return None if record is None else _account(record)
 
     def names(self) -> list[str]:
         """Return every account name, sorted."""
@@ -142,21 +133,44 @@ class Accounts:
         """Return the account if *password* is right for *name*, else ``None``.
 
         An unknown or malformed name costs one Argon2id verification too (see the module
-        docstring). A hash made with older parameters is upgraded on success.
+        docstring). A hash made with other parameters is replaced on success.
         """
         record = self._record(name) if valid_name(name) else None
         if not password or len(password) > MAX_PASSWORD:
-            password = ""  # still hash below: the same work as a real check
-        encoded = str(record["hash"]) if record is not None else self._dummy
-        try:
-            self.hasher.verify(encoded, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            password = ""  # still verified below: the same work as a real check
+        stored = str(record["hash"]) if record is not None else None
+        result = self.passwords.verify(stored, password)
+        if not result or record is None or stored is None or not password:
             return None
-        if record is None or not password:
-            return None
-        if self.hasher.check_needs_rehash(encoded):
-            self._rehash(name, encoded, password)
-        return Account(name, bool(record.get("admin")), float(record.get("created", 0)))
+        if result.new_hash is not None:
+            self._replace_hash(name, stored, result.new_hash)
+        return _account(record)
+
+    # -- two-factor -------------------------------------------------------------------
+
+    def sealed_totp(self, name: str) -> str | None:
+        """Return the sealed TOTP secret of *name*, or ``None`` when 2FA is off."""
+        record = self._record(name) if valid_name(name) else None
+        sealed = None if record is None else record.get("totp")
+        return sealed if isinstance(sealed, str) and sealed else None
+
+    def set_totp(self, name: str, sealed: str | None) -> bool:
+        """Switch two-factor sign-in on with the *sealed* secret, or off with ``None``.
+
+        Return ``False`` if there is no account *name*.
+        """
+        since = time.time()
+
+        def change(record: dict[str, Any]) -> None:
+            if sealed is None:
+                record.pop("totp", None)
+                record.pop("totp_since", None)
+            else:
+                record.update(totp=sealed, totp_since=since)
+
+        return self._change(name, change)
+
+    # -- internals --------------------------------------------------------------------
 
     def _record(self, name: str) -> dict[str, Any] | None:
         raw = self.store.get(self.key(name))
@@ -170,16 +184,43 @@ class Accounts:
             return None
         return record
 
-    def _rehash(self, name: str, old: str, password: str) -> None:
-        new = self.hasher.hash(password)
+    def _change(self, name: str, edit: Callable[[dict[str, Any]], None]) -> bool:
+        """Apply *edit* to the record of *name* atomically; return whether it exists."""
 
+        def apply(raw: bytes | None) -> bytes | None:
+            if raw is None:
+                return None
+            record = json.loads(raw)
+            edit(record)  # pure: update() may call this more than once
+            return json.dumps(record).encode()
+
+        return self.store.update(self.key(name), apply) is not None
+
+    def _replace_hash(self, name: str, old: str, new: str) -> None:
         def upgrade(raw: bytes | None) -> bytes | None:
             if raw is None:
                 return None
             record = json.loads(raw)
             if record.get("hash") != old:
-                return None  # changed meanwhile: leave it
+                return None  # changed meanwhile (a new password): leave it
             record["hash"] = new
             return json.dumps(record).encode()
 
         self.store.update(self.key(name), upgrade)
+
+
+def _check_length(password: str) -> None:
+    if not isinstance(password, str) or not password or len(password) > MAX_PASSWORD:
+        raise ValueError(f"a password must have 1 to {MAX_PASSWORD} characters")
+
+
+def _account(record: dict[str, Any]) -> Account:
+    sealed = record.get("totp")
+    since = record.get("totp_since")
+    return Account(
+        str(record.get("name", "")),
+        bool(record.get("admin")),
+        float(record.get("created", 0)),
+        two_factor=isinstance(sealed, str) and bool(sealed),
+        two_factor_since=float(since) if isinstance(since, int | float) else None,
+    )

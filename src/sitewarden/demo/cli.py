@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sitewarden.demo.serve import Listener
     from sitewarden.demo.tls import TlsFiles
+    from sitewarden.policy import Policy
 
 __all__ = ["add_demo_arguments", "add_demo_parser", "main", "run_demo"]
 
@@ -27,10 +28,12 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 _DESCRIPTION = (
-    "Serve a small real site protected by sitewarden: sign-in with Argon2id passwords, a "
-    "CSRF-protected comment form, 'log out everywhere', and an admin area (/manage) that "
-    "lists CSP reports. State (keyring, accounts, comments, reports) is kept in an SQLite "
-    "store under --state-dir. With --https a local CA and a certificate for "
+    "Serve a small real site protected by sitewarden: sign-in with Argon2id passwords behind "
+    "rate limits and lockout, two-factor sign-in (TOTP with a QR code, recovery codes), a "
+    "password form that shows the policy's verdict, a CSRF-protected comment form, 'log out "
+    "everywhere', and an admin area (/manage) that lists locked accounts, bans, recent "
+    "security events and CSP reports. State (keyring, accounts, comments, reports, events) "
+    "is kept in an SQLite store under --state-dir. With --https a local CA and a certificate for "
     "127.0.0.1/::1/localhost are created under <state-dir>/tls/ (reused later), HTTPS is "
     "served on --port and plain HTTP on --http-port is redirected to it. Without --https "
     "the site runs in a loosened development mode over plain HTTP. Ctrl-C stops it."
@@ -189,10 +192,10 @@ def _run(args: argparse.Namespace) -> int:
             on_admin_password=lambda name, password: admin.append((name, password)),
         )
         try:
-            _announce(args, state, listeners, tls, admin)
+            _announce(args, state, listeners, tls, admin, warden.policy)
             serve.run(app, listeners, log_level=args.log_level)
         finally:
-            warden.keys.close()
+            warden.close()
     finally:
         for item in listeners:
             item.sock.close()
@@ -206,6 +209,7 @@ def _announce(
     listeners: Sequence[Listener],
     tls: TlsFiles | None,
     admin: list[tuple[str, str]],
+    policy: Policy,
 ) -> None:
     scheme = "https" if args.https else "http"
     site = _url(scheme, args.host, listeners[0].port)
@@ -228,6 +232,21 @@ def _announce(
         lines.append("")
         lines.append(f"  Admin account created: user {name!r}, password {password!r}")
         lines.append("  (shown only this once and stored nowhere: only its Argon2id hash is kept)")
+    lines.append("")
+    from sitewarden.demo.pages import duration  # the demo's packages are loaded by now
+
+    rate = policy.rate_limits.get("POST /login", "none")
+    lines.append("Try:")
+    lines.append(
+        f"  - {policy.lockout_threshold} wrong passwords for one user name: its sign-in "
+        f"pauses for {duration(policy.lockout_duration)} (longer each time)"
+    )
+    lines.append(
+        f"  - sign-in posts from one address beyond {rate}: 429, and repeat offenders get banned"
+    )
+    lines.append("  - Account (/account): two-factor sign-in with an authenticator app's QR code,")
+    lines.append("    recovery codes, and a new password checked against the password policy")
+    lines.append("  - the admin area: locked accounts, bans and recent security events")
     lines.append("")
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)

@@ -126,7 +126,13 @@ class ManagementGuard:
         """
         if not self.is_management(path):
             return True
-        if not self._hosts or normalise_host(host) not in self._hosts or client is None:
+        if not self._hosts or normalise_host(host) not in self._hosts:
+            return False
+        return self.in_networks(client)
+
+    def in_networks(self, client: str | None) -> bool:
+        """Return whether *client* is inside ``manage_networks`` (unknown: no)."""
+        if client is None:
             return False
         ip = parse_ip(client)
         return ip is not None and any(ip in net for net in self._nets)

@@ -13,11 +13,12 @@ import os
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sitewarden.errors import ConfigError
-from sitewarden.store.base import Store, Updater
+from sitewarden.store.base import Store, Throttle, Updater
 
 __all__ = [
     "DEFAULT_STORE_URL",
     "Store",
+    "Throttle",
     "Updater",
     "default_store_url",
     "open_store",

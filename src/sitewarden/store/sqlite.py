@@ -16,6 +16,9 @@ Why these choices:
   reported as :class:`~sitewarden.errors.StoreCorruptError` and left untouched.
 
 Expiry times are wall-clock (``time.time()``) because they are shared between processes.
+So is the throttle state (:meth:`SQLiteStore.throttle`): the theoretical arrival time in
+integer nanoseconds since the epoch, stored as decimal text with the row expiring when
+it is reached; processes on one machine share the clock.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sitewarden.errors import StoreCorruptError, StoreError, StoreUnavailableError
-from sitewarden.store.base import Store, Updater
+from sitewarden.store.base import Store, Throttle, Updater, check_throttle_args, new_throttle
 
 __all__ = ["SQLiteStore"]
 
@@ -52,6 +55,9 @@ CREATE TABLE IF NOT EXISTS sitewarden_sets (
 
 #: Expired rows are removed lazily: once every this many writes on a connection.
 _PURGE_EVERY = 512
+
+#: Keys read per statement by get_many (well below SQLite's limit on bound parameters).
+_CHUNK = 500
 
 #: Messages by which SQLite says the file is damaged rather than busy or missing.
 _CORRUPT_HINTS = ("not a database", "malformed", "corrupt")
@@ -218,6 +224,32 @@ class SQLiteStore(Store):
             ).fetchone()
         return None if row is None else _as_bytes(row[0])
 
+    def get_many(self, keys: Sequence[str]) -> builtins.list[bytes | None]:
+        """Return the values of *keys* in order, read in one transaction."""
+        if not keys:
+            return []
+        with self._cursor(write=False) as conn:
+            found = self._read_many(conn, keys)
+        return [found.get(key) for key in keys]
+
+    @staticmethod
+    def _read_many(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, bytes]:
+        """Read the live values of *keys* inside the caller's transaction."""
+        found: dict[str, bytes] = {}
+        now = time.time()
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT key, value FROM sitewarden_kv WHERE key IN ({marks}) "  # noqa: S608 (only ? marks)
+                "AND (expires IS NULL OR expires > ?)",
+                (*chunk, now),
+            ).fetchall()
+            for key, value in rows:
+                found[key] = _as_bytes(value)
+        return found
+
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Store *value* under *key* with an optional time to live."""
         with self._cursor(write=True) as conn:
@@ -246,7 +278,7 @@ class SQLiteStore(Store):
             in_set = conn.execute("DELETE FROM sitewarden_sets WHERE key = ?", (key,))
             return live or in_set.rowcount > 0
 
-    def update(self, key: str, fn: Updater) -> bytes | None:
+    def update(self, key: str, fn: Updater, ttl: float | None = None) -> bytes | None:
         """Atomically replace the value under *key* by ``fn(current)``."""
         with self._cursor(write=True) as conn:
             row = self._live_row(conn, key)
@@ -255,8 +287,8 @@ class SQLiteStore(Store):
             if new is None:
                 return current
             conn.execute(
-                "INSERT OR REPLACE INTO sitewarden_kv (key, value, expires) VALUES (?, ?, NULL)",
-                (key, bytes(new)),
+                "INSERT OR REPLACE INTO sitewarden_kv (key, value, expires) VALUES (?, ?, ?)",
+                (key, bytes(new), self._deadline(ttl)),
             )
             return bytes(new)
 
@@ -290,6 +322,50 @@ class SQLiteStore(Store):
                 raise StoreCorruptError(f"store: {key!r} does not hold a counter") from exc
             conn.execute("UPDATE sitewarden_kv SET value = ? WHERE key = ?", (count, key))
             return count
+
+    # -- rate limiting ---------------------------------------------------------------
+
+    def throttle(
+        self, key: str, limit: int, period: float, cost: int = 1, peek: Sequence[str] = ()
+    ) -> Throttle:
+        """Decide one request by GCRA in one ``BEGIN IMMEDIATE`` transaction.
+
+        The write lock is taken before the state is read, so concurrent processes are
+        serialised and none is counted twice or lost (see :meth:`Store.throttle`).
+        """
+        check_throttle_args(limit, period, cost)
+        interval = round(period * 1e9 / limit)  # ns between two requests at the steady rate
+        capacity = interval * limit
+        increment = interval * cost
+        with self._cursor(write=True) as conn:
+            now = time.time_ns()
+            row = self._live_row(conn, key)
+            tat = now
+            if row is not None:
+                try:
+                    tat = max(int(row[0]), now)
+                except (TypeError, ValueError) as exc:
+                    raise StoreCorruptError(
+                        f"store: {key!r} does not hold a throttle state"
+                    ) from exc
+            debt = tat + increment - now
+            allowed = debt <= capacity
+            if allowed and increment:
+                new_tat = now + debt
+                conn.execute(
+                    "INSERT OR REPLACE INTO sitewarden_kv (key, value, expires) VALUES (?, ?, ?)",
+                    (key, b"%d" % new_tat, new_tat / 1e9),
+                )
+            peeked: tuple[bytes | None, ...] = ()
+            if peek:
+                found = self._read_many(conn, peek)
+                peeked = tuple(found.get(k) for k in peek)
+        if allowed:
+            return new_throttle(True, limit, (capacity - debt) // interval, 0.0, debt / 1e9, peeked)
+        held = tat - now
+        return new_throttle(
+            False, limit, (capacity - held) // interval, (debt - capacity) / 1e9, held / 1e9, peeked
+        )
 
     # -- sets ------------------------------------------------------------------------
 

@@ -33,4 +33,56 @@ document.addEventListener("DOMContentLoaded", () => {
       button.textContent = show ? "Hide password" : "Show password";
     });
   }
+
+  // Live password strength: the site's own verdict (the password policy and a zxcvbn
+  // estimate), fetched as JSON from this origin (CSP connect-src 'self') with the CSRF
+  // header. Only text is ever written into the page. The server checks again on submit.
+  for (const input of document.querySelectorAll("input[data-strength-url]")) {
+    const box = document.querySelector(`[data-strength-for="${input.id}"]`);
+    if (!box) continue;
+    const meter = box.querySelector("meter");
+    const label = box.querySelector("[data-strength-label]");
+    const list = box.querySelector("[data-strength-problems]");
+    const words = ["very weak", "weak", "fair", "strong", "very strong"];
+    let timer = null;
+    let asked = 0;
+    const show = (verdict) => {
+      box.hidden = false;
+      const score = typeof verdict.score === "number" ? verdict.score : 0;
+      if (meter) meter.value = score;
+      if (label) {
+        label.textContent = (verdict.ok ? "Acceptable" : "Not accepted") +
+          " · " + (words[score] || "");
+      }
+      if (list) {
+        list.replaceChildren(...(verdict.problems || []).map((message) => {
+          const item = document.createElement("li");
+          item.textContent = message;
+          return item;
+        }));
+      }
+    };
+    const ask = async () => {
+      const mine = ++asked;
+      if (!input.value) { box.hidden = true; return; }
+      try {
+        const response = await fetch(input.dataset.strengthUrl, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: {
+            "content-type": "application/json",
+            [input.dataset.csrfHeader]: input.dataset.csrfToken,
+          },
+          body: JSON.stringify({ password: input.value }),
+        });
+        if (mine === asked && response.ok) show(await response.json());
+      } catch (error) {
+        // No verdict while offline: the form still submits and the server decides.
+      }
+    };
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(ask, 300);
+    });
+  }
 });
