@@ -63,6 +63,7 @@ TARGETS = [
     ("decision in memory vs limits fixed window", "mem.sitewarden", "mem.limits_fixed", 1.0, True),
     ("  vs limits moving window", "mem.sitewarden", "mem.limits_moving", 1.0, False),
     ("throttle+peek vs PING (Redis)", "redis.throttle", "redis.ping", 1.3, True),
+    ("engine guards, signed in, vs PING (Redis)", "redis.warden", "redis.ping", 1.3, True),
 ]
 
 
@@ -215,7 +216,36 @@ def redis_group(server: RedisServer) -> tuple[Group, Any]:
         "client": store._client,  # type: ignore[attr-defined]  # the same connection pool
         "peek": ["ban:192.0.2.1", "keyring:user:bob"],
     }
+    # The engine's whole guard pass for a signed-in request on a rate-limited route, with
+    # the revocation check due on every request (Redis default): ban check + rate limit +
+    # the user's ring in one round trip, plus the session check itself.
+    from sitewarden.keyring import KeyManager
+    from sitewarden.warden import Warden
+    from sitewarden.web.request import RequestView
+
+    warden = Warden(
+        keys=KeyManager.open(store),
+        allowed_hosts=["example.org"],
+        rate_limits={"/limited": "1000000/minute"},
+        events_keep=0,
+    )
+    cookie = f"{warden.sessions.cookie_name}={warden.sessions.issue('bob')}"
+    ns["warden"] = warden
+    ns["view"] = RequestView(
+        method="GET",
+        scheme="https",
+        host="example.org",
+        path="/limited",
+        headers={"host": "example.org", "cookie": cookie},
+        client="192.0.2.1",
+    )
     cases = [
+        Case(
+            "redis.warden",
+            "sitewarden engine: begin(), signed in, limited route",
+            "assert warden.begin(view).user == 'bob'",
+            ns,
+        ),
         Case(
             "redis.throttle",
             "sitewarden throttle + peek 2 keys (EVALSHA)",

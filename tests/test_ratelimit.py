@@ -384,6 +384,13 @@ def test_rate_rule_build() -> None:
     assert rule.key_prefix == "rate:/x:"
     assert rule.policy_field == '"/x";q=5;w=60'
     assert RateRule.build("/x", 1, 0.5).policy_field == '"/x";q=1;w=1'  # w is whole seconds
+    # Made directly, a rule still gets its own namespace (never the bare key).
+    direct = RateRule("k:y", 5, 60.0, key_prefix="")
+    assert direct.key_prefix == "rate:k%3Ay:"
+    with pytest.raises(ConfigError):
+        RateRule("bad", 0, 60.0)
+    with pytest.raises(ConfigError):
+        RateRule("bad", 5, 0.0)
 
 
 def test_event_pacing_memory_is_bounded(memory: Store) -> None:

@@ -316,3 +316,45 @@ def test_reports_of_the_same_millisecond_list_newest_first(
         assert post(receiver, body, client=f"192.0.2.{n}").status == 204
     uris = [r["document_uri"] for r in list_reports(store, limit=12)]
     assert uris == [f"https://example.org/{n}" for n in reversed(range(12))]
+
+
+def test_each_stored_report_is_a_security_event() -> None:
+    """CSP reports reach the event sinks (and so `sitewarden events` and metrics)."""
+    from sitewarden import events
+    from sitewarden.policy import load_policy
+    from sitewarden.reports import ReportReceiver
+    from sitewarden.store import open_store
+    from sitewarden.web.request import RequestView
+
+    seen: list[dict[str, object]] = []
+
+    def sink(record: object, level: int) -> None:
+        seen.append(dict(record))  # type: ignore[call-overload]
+
+    events.add_sink(sink)
+    try:
+        receiver = ReportReceiver(load_policy(), open_store("memory://"))
+        body = json.dumps(
+            {
+                "csp-report": {
+                    "document-uri": "https://example.org/page",
+                    "violated-directive": "script-src-elem",
+                    "blocked-uri": "https://evil.example/x.js",
+                }
+            }
+        ).encode()
+        view = RequestView(
+            method="POST",
+            scheme="https",
+            host="example.org",
+            path="/.sitewarden/csp-report",
+            headers={"content-type": "application/csp-report"},
+            client="192.0.2.8",
+        )
+        assert receiver.handle(view, body, "192.0.2.8").status == 204
+    finally:
+        events.remove_sink(sink)
+    reports = [e for e in seen if e["event"] == "csp.report"]
+    assert len(reports) == 1
+    assert reports[0]["blocked_uri"] == "https://evil.example/x.js"
+    assert reports[0]["client"] == "192.0.2.8"

@@ -8,6 +8,7 @@ restarting it mid-run proves the failure policy *and* that nothing was lost.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,8 +22,10 @@ import httpx
 import pyotp
 import pytest
 
+from sitewarden.events_store import recent
 from sitewarden.guards.bans import BanList
 from sitewarden.policy import load_policy
+from sitewarden.reports import list_reports
 from sitewarden.store import open_store
 from tests.redis_server import RedisServer, free_port, redis_binary
 
@@ -174,6 +177,25 @@ def test_lockout_counts_are_shared_and_exact(workers: tuple[Worker, Worker]) -> 
     for worker in (a, b):
         status = worker.get(f"/status?login={login}").json()
         assert status["locked"] and status["failures"] == 5 and status["retry_after"] > 0
+
+
+def test_csp_reports_and_events_from_both_workers_land_in_one_place(
+    workers: tuple[Worker, Worker],
+) -> None:
+    a, b = workers
+    for worker, page in ((a, "/a"), (b, "/b")):
+        report = {"csp-report": {"document-uri": worker.base + page, "blocked-uri": "inline"}}
+        sent = worker.client.post(
+            "/.sitewarden/csp-report",
+            content=json.dumps(report),
+            headers={"content-type": "application/csp-report"},
+        )
+        assert sent.status_code == 204
+    with open_store(a.store_url) as store:
+        documents = {r["document_uri"] for r in list_reports(store, 10)}
+        assert documents == {a.base + "/a", b.base + "/b"}
+        kept = [e for e in recent(store, 50) if e["event"] == "csp.report"]
+        assert len(kept) == 2  # either worker's events, readable by `sitewarden events`
 
 
 def test_totp_code_is_accepted_once_across_workers(workers: tuple[Worker, Worker]) -> None:

@@ -385,3 +385,18 @@ def test_throttle_is_exact_across_processes(
     assert sum(allowed) == 50
     with open_store(url) as s:
         assert s.throttle("proc", 50, 86_400.0, cost=0).remaining == 0
+
+
+def test_memory_throttle_states_are_swept() -> None:
+    """In memory, stale states are forgotten as new keys arrive: the table stays bounded."""
+    from sitewarden.store.memory import MemoryStore
+
+    store = MemoryStore()
+    for i in range(3000):
+        store.throttle(f"old:{i}", 1, 0.05)
+    time.sleep(0.1)
+    for i in range(3000):
+        store.throttle(f"new:{i}", 1, 60.0)
+    assert len(store._tats) < 4500  # the 3000 stale states went in a sweep
+    assert store.keys("old:") == []
+    assert len(store.keys("new:")) == 3000

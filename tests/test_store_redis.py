@@ -504,3 +504,32 @@ def test_throttle_across_processes_is_exact(
     allowed = _in_processes(workers, _throttle_work, redis_url, 150, 60)
     assert sum(allowed) == 150  # 240 requests from 4 processes, a burst of 150
     assert store.throttle("gcra", 150, 86_400.0, cost=0).remaining == 0
+
+
+def test_throttle_keys_and_values_are_binary_safe(store: RedisStore) -> None:
+    odd = "rate:/caf\u00e9 x\r\n*3\r\n:k"  # RESP delimiters inside a key must stay data
+    store.set("ban:\r\n x", b"line1\nline2 -1 \x00\xff")
+    store.set("empty", b"")
+    result = store.throttle(odd, 2, 60.0, peek=["ban:\r\n x", "absent", "empty"])
+    assert result.allowed
+    assert result.peeked == (b"line1\nline2 -1 \x00\xff", None, b"")
+    assert store.throttle(odd, 2, 60.0).remaining == 0
+    assert odd in store.keys("rate:")
+    store.set("after", b"1")  # the connection is still in step with the server
+    assert store.get("after") == b"1"
+
+
+def test_throttle_after_a_restart_reconnects(redis_server: RedisServer, redis_url: str) -> None:
+    with RedisStore.from_url(redis_url) as store:
+        assert store.throttle("t", 3, 60.0).allowed  # a pooled connection now exists
+        redis_server.stop()
+        with pytest.raises(StoreUnavailableError):
+            store.throttle("t", 3, 60.0)
+        redis_server.start()
+        # The first call after the restart meets a dead or fresh connection and an empty
+        # script cache, and still answers (no persistence: the state is gone too).
+        assert store.throttle("t", 3, 60.0).remaining == 2
+        # A restart between two calls leaves a dead connection in the pool: retried once.
+        redis_server.stop()
+        redis_server.start()
+        assert store.throttle("t", 3, 60.0).remaining == 2

@@ -170,3 +170,15 @@ def test_first_of_two_session_cookies_wins(warden: Warden) -> None:
     first, second = warden.sessions.issue("alice"), warden.sessions.issue("bob")
     name = warden.sessions.cookie_name
     assert warden.begin(view("/", cookie=f"{name}={first}; {name}={second}")).user == "alice"
+
+
+def test_a_damaged_user_ring_still_gets_the_csrf_check() -> None:
+    """A broken per-user ring signs the user out; it must not also skip CSRF."""
+    from sitewarden.keyring import KeyManager
+
+    warden = Warden(store="memory://", allowed_hosts=[HOST], session_revocation_ttl=0)
+    cookie = f"{warden.sessions.cookie_name}={warden.sessions.issue('alice')}"
+    warden.store.set(KeyManager.store_key("user:alice"), b"{not json")
+    ex = warden.begin(view("/transfer", "POST", cookie=cookie, origin="https://evil.example"))
+    assert ex.user is None
+    assert ex.reply is not None and ex.reply.status == 403

@@ -87,6 +87,7 @@ KNOWN_EVENTS = (
     "proxy.untrusted_forwarding",
     "store.unavailable",
     "session.keyring_damaged",
+    "csp.report",
     "events.dropped",
 )
 

@@ -29,6 +29,7 @@ import re
 import time
 from typing import Any
 
+from sitewarden import events
 from sitewarden.errors import StoreError
 from sitewarden.policy import Policy
 from sitewarden.store.base import Store
@@ -229,6 +230,15 @@ class ReportReceiver:
                     break
         for record in records:
             self._records.append(record, now)
+            events.emit(
+                "csp.report",
+                logging.INFO,
+                client=client,
+                document_uri=record["document_uri"],
+                directive=record["effective_directive"] or record["violated_directive"],
+                blocked_uri=record["blocked_uri"],
+                disposition=record["disposition"],
+            )
         return Reply(204, [("cache-control", "no-store")])
 
     @staticmethod

@@ -105,7 +105,8 @@ class RateRule:
     ``id`` names the rule: the route as configured (``"POST /login"``, ``"/api/*"``) or,
     for application-level limits, the canonical rate (``"10/3600s"``). It appears in the
     store keys (``rate:<id>:<client>``), the headers and the events. ``methods`` is
-    ``None`` for every method. ``key_prefix`` and ``policy_field`` are precomputed.
+    ``None`` for every method. ``key_prefix``, ``name`` and ``policy_field`` are derived
+    from the others when the rule is made (leave them out).
     """
 
     id: str
@@ -116,25 +117,25 @@ class RateRule:
     name: str = ""
     policy_field: str = ""
 
+    def __post_init__(self) -> None:
+        """Check the rate and compute the store-key prefix and the header values."""
+        if type(self.limit) is not int or self.limit < 1 or not self.period > 0:
+            raise ConfigError(f"rate limit {self.id!r}: {self.limit}/{self.period} is not a rate")
+        # ':' and '%' are encoded in the key part so that no two (rule, key) pairs can
+        # make the same store key ("rate:/a:b" + "c" versus "rate:/a" + "b:c").
+        key_id = self.id.replace("%", "%25").replace(":", "%3A")
+        name = '"' + quote(self.id, safe=_NAME_SAFE) + '"'
+        window = max(1, _ceil(self.period))
+        object.__setattr__(self, "key_prefix", f"{KEY_PREFIX}{key_id}:")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "policy_field", f"{name};q={self.limit};w={window}")
+
     @classmethod
     def build(
         cls, rule_id: str, limit: int, period: float, methods: frozenset[str] | None = None
     ) -> RateRule:
-        """Return a rule with its store-key prefix and header values computed."""
-        # ':' and '%' are encoded in the key part so that no two (rule, key) pairs can
-        # make the same store key ("rate:/a:b" + "c" versus "rate:/a" + "b:c").
-        key_id = rule_id.replace("%", "%25").replace(":", "%3A")
-        name = '"' + quote(rule_id, safe=_NAME_SAFE) + '"'
-        window = max(1, _ceil(period))
-        return cls(
-            id=rule_id,
-            limit=limit,
-            period=period,
-            methods=methods,
-            key_prefix=f"{KEY_PREFIX}{key_id}:",
-            name=name,
-            policy_field=f"{name};q={limit};w={window}",
-        )
+        """Return the rule *rule_id* of *limit* per *period* seconds (for *methods*)."""
+        return cls(rule_id, limit, period, methods)
 
 
 def _ceil(seconds: float) -> int:

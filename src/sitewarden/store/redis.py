@@ -433,15 +433,16 @@ class RedisStore(Store):
         """Run ``EVALSHA sha len(keys) *keys argv`` on a pooled connection; return the reply.
 
         Every rate-limited request makes this call, so it packs the command itself and
-        talks to a pooled connection directly: redis-py's ``execute_command`` costs about
-        20 us more than this for a command of this size (packing each argument, hooks),
-        which made the decision cost 1.8x a PING instead of about 1.1x. What it does not
+        talks to a pooled connection directly: redis-py's ``execute_command`` cost about
+        20 us more than this on the reference machine for a command of this size (it packs
+        and encodes each argument, and runs its hooks), which made the decision cost about 2x
+        a PING instead of about 1.1x. What it does not
         skip: the pool (connect, health check, fork safety) and a retry after a connection
         error. A timeout while reading is not retried: the script may have run, and
         counting a request twice is the wrong way to be unsure.
         """
         chunks = [
-            b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (3 + len(keys), len(sha), sha.encode())
+            b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (4 + len(keys), len(sha), sha.encode())
         ]
         count = b"%d" % len(keys)
         chunks.append(b"$%d\r\n%s\r\n" % (len(count), count))
@@ -464,8 +465,8 @@ class RedisStore(Store):
                 try:
                     return cast(bytes, conn.read_response())
                 except redis.ConnectionError:
-                    # The server closed the connection instead of answering (a restart):
-                    # the script did not run, so one more try on a fresh connection.
+                    # The server closed the connection instead of answering (it restarted
+                    # since this connection's last use): one more try on a fresh one.
                     if attempt < _RETRIES:
                         continue
                     raise
