@@ -19,6 +19,7 @@ from rich.table import Table
 
 from sitewarden import __version__
 from sitewarden.cli_bans import add_bans_parser, run_bans
+from sitewarden.cli_common import EXIT_FAILURE, EXIT_USAGE
 from sitewarden.cli_events import add_events_parser, run_events
 from sitewarden.cli_lockout import add_lockout_parser, run_lockout
 from sitewarden.cli_reports import add_reports_parser, add_sri_parser, run_reports, run_sri
@@ -28,10 +29,6 @@ from sitewarden.keyring import DEFAULT_RINGS, KeyManager, Keyring
 from sitewarden.store import default_store_url, open_store
 
 __all__ = ["build_parser", "main"]
-
-#: Exit statuses: 1 for a runtime failure (store down or damaged), 2 for bad usage/config.
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:

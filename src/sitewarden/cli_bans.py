@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -22,16 +21,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sitewarden.errors import ConfigError, SitewardenError
+from sitewarden.cli_common import (
+    EXIT_FAILURE,
+    add_store_option,
+    returns_failure_status,
+    store_url,
+    with_store,
+)
 from sitewarden.guards.bans import BanList, BanRecord
 from sitewarden.policy import load_policy
-from sitewarden.store import default_store_url, open_store
+from sitewarden.store import Store
 
 __all__ = ["add_bans_parser", "run_bans"]
-
-_EXIT_FAILURE = 1
-_EXIT_USAGE = 2
-_STORE_HELP = "store URL (default: $SITEWARDEN_STORE or sqlite:///.sitewarden/state.db)"
 
 
 def add_bans_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,52 +43,39 @@ def add_bans_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     listing = actions.add_parser(
         "list", help="show the bans in force", description="show the bans in force"
     )
-    listing.add_argument("--store", default=None, help=_STORE_HELP)
+    add_store_option(listing)
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     text = "lift the ban of an address, a network or a client key"
     unban = actions.add_parser("unban", help=text, description=text)
     unban.add_argument(
         "address", metavar="ADDRESS", help="e.g. 203.0.113.9, 2001:db8::1 or 2001:db8::/64"
     )
-    unban.add_argument("--store", default=None, help=_STORE_HELP)
+    add_store_option(unban)
 
 
-def _error(message: str) -> None:
-    print(f"sitewarden: error: {message}", file=sys.stderr)
-
-
+@returns_failure_status
 def run_bans(args: argparse.Namespace, console: Console) -> int:
     """Run ``sitewarden bans list`` or ``sitewarden bans unban``; return the exit status."""
-    url = getattr(args, "store", None) or default_store_url()
+    url = store_url(args)
     action = getattr(args, "action", "list")
     address = str(getattr(args, "address", ""))
-    removed = False
-    records: list[BanRecord] = []
-    try:
-        store = open_store(url, create=False)  # inspecting never creates a store
-        try:
-            # The defaults are enough: unban also finds IPv6 bans made with another prefix.
-            bans = BanList(load_policy(), store)
-            shown_url = store.url
-            if action == "unban":
-                removed = bans.unban(address)
-            else:
-                records = bans.list()
-        finally:
-            store.close()
-    except ConfigError as exc:
-        _error(str(exc))
-        return _EXIT_USAGE
-    except SitewardenError as exc:
-        _error(str(exc))
-        return _EXIT_FAILURE
     if action == "unban":
+        removed, shown_url = with_store(
+            url, lambda store: (_ban_list(store).unban(address), store.url)
+        )
         if not removed:
             console.print(Text(f"No ban for {address} in {shown_url}."))
-            return _EXIT_FAILURE
+            return EXIT_FAILURE
         console.print(Text(f"Lifted the ban of {address} in {shown_url}."))
         return 0
+    records, shown_url = with_store(url, lambda store: (_ban_list(store).list(), store.url))
     return _show(records, shown_url, bool(getattr(args, "json", False)), console)
+
+
+def _ban_list(store: Store) -> BanList:
+    """Return the ban list of *store*."""
+    # The defaults are enough: unban also finds IPv6 bans made with another prefix.
+    return BanList(load_policy(), store)
 
 
 def _show(records: list[BanRecord], url: str, as_json: bool, console: Console) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -26,14 +25,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sitewarden.errors import ConfigError, SitewardenError
+from sitewarden.cli_common import (
+    add_store_option,
+    positive,
+    returns_failure_status,
+    store_url,
+    with_store,
+)
 from sitewarden.events_store import recent
-from sitewarden.store import default_store_url, open_store
 
 __all__ = ["add_events_parser", "run_events"]
 
-_EXIT_FAILURE = 1
-_EXIT_USAGE = 2
 #: Longest text shown in one table cell (the JSON output is never shortened).
 _CELL = 160
 #: Removed from table cells: C0/C1 controls (terminal escapes), bidirectional overrides
@@ -52,16 +54,12 @@ def add_events_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     """Add the ``events`` command to *subparsers*."""
     text = "list the security events recorded in the store, newest first"
     parser = subparsers.add_parser("events", help=text, description=text)
-    parser.add_argument(
-        "--store",
-        default=None,
-        help="store URL (default: $SITEWARDEN_STORE or sqlite:///.sitewarden/state.db)",
-    )
+    add_store_option(parser)
     parser.add_argument(
         "--json", action="store_true", help="JSON lines, oldest first (for jq, Fail2Ban)"
     )
     parser.add_argument(
-        "--limit", type=_positive, default=100, help="show at most N events (default: 100)"
+        "--limit", type=positive, default=100, help="show at most N events (default: 100)"
     )
     parser.add_argument(
         "--type",
@@ -76,16 +74,6 @@ def add_events_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         default=None,
         help="only events of the last SECONDS (or 15m, 2h, 7d)",
     )
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number ≥ 1, got {value}")
-    return value
 
 
 def _duration(text: str) -> float:
@@ -103,30 +91,17 @@ def _duration(text: str) -> float:
     return value
 
 
-def _error(message: str) -> None:
-    print(f"sitewarden: error: {message}", file=sys.stderr)
-
-
+@returns_failure_status
 def run_events(args: argparse.Namespace, console: Console) -> int:
     """Run ``sitewarden events``; return the exit status."""
-    url = getattr(args, "store", None) or default_store_url()
+    url = store_url(args)
     limit = getattr(args, "limit", 100)
     prefix = getattr(args, "type", None)
     age = getattr(args, "since", None)
     since = None if age is None else time.time() - age
-    try:
-        store = open_store(url, create=False)  # inspecting never creates a store
-        try:
-            found = recent(store, limit, prefix=prefix, since=since)
-            shown_url = store.url
-        finally:
-            store.close()
-    except ConfigError as exc:
-        _error(str(exc))
-        return _EXIT_USAGE
-    except SitewardenError as exc:
-        _error(str(exc))
-        return _EXIT_FAILURE
+    found, shown_url = with_store(
+        url, lambda store: (recent(store, limit, prefix=prefix, since=since), store.url)
+    )
     if getattr(args, "json", False):
         for event in reversed(found):
             # ASCII only: every control or bidi character is a \u escape, so the line is

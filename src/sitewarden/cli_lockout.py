@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import re
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -27,17 +26,22 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sitewarden.errors import ConfigError, SitewardenError
+from sitewarden.cli_common import (
+    EXIT_USAGE,
+    add_store_option,
+    error,
+    guarded,
+    returns_failure_status,
+    store_url,
+    with_store,
+)
 from sitewarden.guards.lockout import Lockout, LockRecord
 from sitewarden.keyring import KeyManager
 from sitewarden.policy import Policy, load_policy
-from sitewarden.store import default_store_url, open_store
+from sitewarden.store import Store
 
 __all__ = ["add_lockout_parser", "run_lockout"]
 
-_EXIT_FAILURE = 1
-_EXIT_USAGE = 2
-_STORE_HELP = "store URL (default: $SITEWARDEN_STORE or sqlite:///.sitewarden/state.db)"
 _SETTINGS_HELP = "the site's settings file (sitewarden.toml), for its lockout settings"
 #: Removed from names before they are printed: controls (terminal escapes), bidi overrides.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -51,7 +55,7 @@ def add_lockout_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
     text = "show the active locks: accounts, then client addresses"
     listing = actions.add_parser("list", help=text, description=text)
-    listing.add_argument("--store", default=None, help=_STORE_HELP)
+    add_store_option(listing)
     listing.add_argument("--settings", default=None, metavar="FILE", help=_SETTINGS_HELP)
     listing.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -63,40 +67,38 @@ def add_lockout_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         action="store_true",
         help="LOGIN is a client address, or the IPv6 network shown by 'lockout list'",
     )
-    unlock.add_argument("--store", default=None, help=_STORE_HELP)
+    add_store_option(unlock)
     unlock.add_argument("--settings", default=None, metavar="FILE", help=_SETTINGS_HELP)
 
 
-def _error(message: str) -> None:
-    print(f"sitewarden: error: {message}", file=sys.stderr)
-
-
+@returns_failure_status
 def run_lockout(args: argparse.Namespace, console: Console) -> int:
     """Run ``sitewarden lockout list|unlock``; return the exit status."""
-    url = getattr(args, "store", None) or default_store_url()
+    url = store_url(args)
     action = getattr(args, "action", None)
     if action not in ("list", "unlock"):
-        _error("lockout: expected the action 'list' or 'unlock'")
-        return _EXIT_USAGE
-    try:
-        policy = _policy_for(getattr(args, "settings", None))
-        store = open_store(url, create=False)  # administration never creates a store
-        try:
-            shown_url = store.url
-            # A bare KeyManager creates no ring: listing and unlocking need no secret.
-            lockout = Lockout(policy, store, KeyManager(store))
-            if action == "list":
-                now = time.time()
-                return _show(lockout.locked(now), now, shown_url, args, console)
-            return _unlock(lockout, args, console, shown_url)
-        finally:
-            store.close()
-    except (ConfigError, ValueError) as exc:
-        _error(str(exc))
-        return _EXIT_USAGE
-    except SitewardenError as exc:
-        _error(str(exc))
-        return _EXIT_FAILURE
+        error("lockout: expected the action 'list' or 'unlock'")
+        return EXIT_USAGE
+    settings = getattr(args, "settings", None)
+    # A ValueError (a bad setting, an address that is not one) is a usage error too. The
+    # policy is loaded before the store is opened, so a bad settings file is reported first.
+    policy = guarded(lambda: _policy_for(settings), usage_errors=(ValueError,))
+    return with_store(
+        url, lambda store: _act(action, policy, store, args, console), usage_errors=(ValueError,)
+    )
+
+
+def _act(
+    action: str, policy: Policy, store: Store, args: argparse.Namespace, console: Console
+) -> int:
+    """Run *action* (``list`` or ``unlock``) on the open *store*; return the exit status."""
+    shown_url = store.url
+    # A bare KeyManager creates no ring: listing and unlocking need no secret.
+    lockout = Lockout(policy, store, KeyManager(store))
+    if action == "list":
+        now = time.time()
+        return _show(lockout.locked(now), now, shown_url, args, console)
+    return _unlock(lockout, args, console, shown_url)
 
 
 def _unlock(lockout: Lockout, args: argparse.Namespace, console: Console, url: str) -> int:

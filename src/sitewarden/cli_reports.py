@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,29 +18,30 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sitewarden.errors import ConfigError, SitewardenError
+from sitewarden.cli_common import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    add_store_option,
+    error,
+    positive,
+    returns_failure_status,
+    store_url,
+    with_store,
+)
 from sitewarden.reports import list_reports
 from sitewarden.sri import ALGORITHMS, integrity_for_file
-from sitewarden.store import default_store_url, open_store
 
 __all__ = ["add_reports_parser", "add_sri_parser", "run_reports", "run_sri"]
-
-_EXIT_FAILURE = 1
-_EXIT_USAGE = 2
 
 
 def add_reports_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``reports`` command to *subparsers*."""
     text = "list the CSP violation reports received, newest first"
     parser = subparsers.add_parser("reports", help=text, description=text)
-    parser.add_argument(
-        "--store",
-        default=None,
-        help="store URL (default: $SITEWARDEN_STORE or sqlite:///.sitewarden/state.db)",
-    )
+    add_store_option(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
-        "--limit", type=_positive, default=50, help="show at most N reports (default: 50)"
+        "--limit", type=positive, default=50, help="show at most N reports (default: 50)"
     )
 
 
@@ -58,37 +58,12 @@ def add_sri_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number ≥ 1, got {value}")
-    return value
-
-
-def _error(message: str) -> None:
-    print(f"sitewarden: error: {message}", file=sys.stderr)
-
-
+@returns_failure_status
 def run_reports(args: argparse.Namespace, console: Console) -> int:
     """Run ``sitewarden reports``; return the exit status."""
-    url = getattr(args, "store", None) or default_store_url()
+    url = store_url(args)
     limit = getattr(args, "limit", 50)
-    try:
-        store = open_store(url, create=False)  # inspecting never creates a store
-        try:
-            reports = list_reports(store, limit)
-            shown_url = store.url
-        finally:
-            store.close()
-    except ConfigError as exc:
-        _error(str(exc))
-        return _EXIT_USAGE
-    except SitewardenError as exc:
-        _error(str(exc))
-        return _EXIT_FAILURE
+    reports, shown_url = with_store(url, lambda store: (list_reports(store, limit), store.url))
     if getattr(args, "json", False):
         console.print_json(json.dumps({"store": shown_url, "reports": reports}))
         return 0
@@ -135,17 +110,17 @@ def run_sri(args: argparse.Namespace, console: Console) -> int:
         try:
             value = integrity_for_file(name, algorithm)
         except FileNotFoundError:
-            _error(f"{name}: no such file")
-            status = _EXIT_FAILURE
+            error(f"{name}: no such file")
+            status = EXIT_FAILURE
         except IsADirectoryError:
-            _error(f"{name}: is a directory")
-            status = _EXIT_FAILURE
+            error(f"{name}: is a directory")
+            status = EXIT_FAILURE
         except OSError as exc:
-            _error(f"{name}: cannot read ({exc.strerror or exc})")
-            status = _EXIT_FAILURE
+            error(f"{name}: cannot read ({exc.strerror or exc})")
+            status = EXIT_FAILURE
         except ValueError as exc:  # an algorithm argparse did not check (a direct caller)
-            _error(str(exc))
-            return _EXIT_USAGE
+            error(str(exc))
+            return EXIT_USAGE
         else:
             console.print(Text(f"{value}  {name}"), soft_wrap=True, highlight=False, markup=False)
     return status
