@@ -687,3 +687,25 @@ def test_processes_failing_at_once_count_exactly(
     assert lockout.status("alice", A) == LockoutStatus(True, 10, 300, 0, "account")
     assert address_failures(store, A) == 10  # the refused 14 did not reach the address
     store.close()
+
+
+def test_a_right_guess_inside_a_parallel_burst_is_refused_once_the_burst_locks() -> None:
+    """Requests that all passed status() before the lock: the right one must not pass."""
+    from sitewarden.keyring import KeyManager
+    from sitewarden.policy import load_policy
+    from sitewarden.store import open_store
+
+    store = open_store("memory://")
+    lockout = Lockout(load_policy(lockout_threshold=5), store, KeyManager.open(store))
+    burst = [f"198.51.100.{i}" for i in range(50)]
+    assert not any(lockout.status("victim", ip).locked for ip in burst)  # all let through
+    for i, ip in enumerate(burst[:-1]):
+        lockout.failure("victim", ip, f"guess-{i}")
+    verdict = lockout.success("victim", burst[-1])  # the 50th guess was right
+    assert verdict.locked and verdict.retry_after > 0
+    assert lockout.status("victim", burst[-1]).locked  # and the lock was not lifted
+    # Without a burst, a right password passes and clears the failures.
+    lockout.unlock("victim")
+    lockout.failure("victim", burst[0], "typo")
+    assert not lockout.success("victim", burst[0]).locked
+    assert lockout.status("victim", burst[0]).failures == 0

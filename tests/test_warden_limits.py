@@ -215,3 +215,59 @@ class CountingStore(Store):
 
     def close(self) -> None:
         self.inner.close()
+
+
+def test_two_sites_in_one_process_keep_their_events_apart() -> None:
+    """A request's events reach only the site that handled it (stored and counted)."""
+    from sitewarden.events_store import recent
+
+    a = make(metrics_path="/metrics")
+    b = make(metrics_path="/metrics")
+    assert b.begin(view("/form", "POST", origin="https://evil.example")).reply is not None
+    b.lockout.failure("alice@b", "192.0.2.9", "x")  # the app's call, inside b's request
+    names_b = {e["event"] for e in recent(b.store, 10)}
+    assert {"csrf.refused", "login.failure"} <= names_b
+    assert recent(a.store, 10) == []
+    assert a.metrics is not None and a.metrics.count("csrf.refused") == 0
+    assert b.metrics is not None and b.metrics.count("csrf.refused") == 1
+
+
+def test_metrics_only_for_management_networks_and_never_behind_an_unknown_proxy() -> None:
+    warden = make(metrics_path="/metrics")
+    ok = warden.begin(view("/metrics", client="127.0.0.1"))
+    assert ok.reply is not None and ok.reply.status == 200
+    assert b"sitewarden_events_total" in ok.reply.body
+    outside = warden.begin(view("/metrics", client="198.51.100.9"))
+    assert outside.reply is not None and outside.reply.status == 404
+    proxied = warden.begin(view("/metrics", client="127.0.0.1", x_forwarded_for="198.51.100.9"))
+    assert proxied.reply is not None and proxied.reply.status == 404
+
+
+@pytest.mark.parametrize("rate", ["2000000/second", "1/400d"])
+def test_a_rate_the_stores_cannot_keep_stops_start_up(rate: str) -> None:
+    from sitewarden.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rate"):
+        make(rate_limits={"/x": rate})
+
+
+def test_log_only_csrf_lets_requests_through_when_the_store_is_down() -> None:
+    failing = CountingStore(open_store("memory://"))
+    warden = make(failing, on_store_failure="open", csrf="log-only")
+    token = warden.csrf.token(None)
+    warden.keys.refresh()
+    failing.fail = True
+    assert warden.begin(view("/form", "POST", x_csrf_token=token)).reply is None
+
+
+def test_an_over_limit_request_stays_refused_when_ban_bookkeeping_fails() -> None:
+    class BanWritesFail(CountingStore):
+        def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+            raise StoreUnavailableError("store: test outage")
+
+    store = BanWritesFail(open_store("memory://"))
+    warden = make(store, rate_limits={"/x": "1/minute"}, on_store_failure="open")
+    assert warden.begin(view("/x")).reply is None
+    for _ in range(2):
+        refused = warden.begin(view("/x")).reply
+        assert refused is not None and refused.status == 429

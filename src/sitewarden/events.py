@@ -32,6 +32,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
@@ -43,12 +44,18 @@ __all__ = [
     "SECRET_WORDS",
     "Sink",
     "add_sink",
+    "current_site",
     "emit",
     "is_secret_field",
     "logger",
     "remove_sink",
     "sinks",
 ]
+
+#: The site (a :class:`~sitewarden.Warden`) handling the current request, set by the engine
+#: at the start of each request: sinks that belong to one site skip other sites' events
+#: (several sites in one process), and keep events raised outside any request.
+current_site: ContextVar[object | None] = ContextVar("sitewarden_site", default=None)
 
 #: The logger that receives the events (one JSON object per message).
 LOGGER_NAME = "sitewarden.events"
@@ -98,7 +105,8 @@ SECRET_WORDS = frozenset(
     {
         "password", "passwd", "passphrase", "pwd", "secret", "token", "code", "otp",
         "totp", "pin", "cookie", "cookies", "authorization", "credential", "credentials",
-        "apikey", "signature",
+        "apikey", "signature", "ticket", "tkt", "authenticator", "passcode", "otpcode",
+        "pincode", "authcode",
     }
 )  # fmt: skip
 #: Substrings that mark a secret even inside a longer name ("newPassword", "csrftoken",

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from sitewarden.errors import KeyringError
 from sitewarden.keyring import KeyManager, Keyring
 from sitewarden.policy import Policy
 from sitewarden.tickets import (
@@ -248,9 +249,13 @@ class SessionManager:
         else:
             userid = seen[1]
         keys = self._users.get(userid)
+        try:
+            sessions = self.keys.ring("sessions")
+        except KeyringError:
+            return None  # check() meets the damaged ring again, and the engine handles it
         if (
             keys is not None
-            and keys.sessions is self.keys.ring("sessions")
+            and keys.sessions is sessions
             and time.monotonic() - keys.read_at < self.revocation_ttl
         ):
             return None  # the cached ring is fresh enough: no read needed

@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # imported when first used: start-up does not pay for unused 
 __all__ = ["MAX_BODY", "CsrfTokens", "Exchange", "Origin", "Warden"]
 
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
+_CURRENT_SITE = events.current_site
 _MISSING = object()
 _CLEAR_SITE_DATA = ("clear-site-data", '"cache", "cookies", "storage"')
 _NO_STORE = ("cache-control", "no-store")
@@ -169,14 +170,14 @@ class Warden:
         self.recorder: EventRecorder | None = None
         if p.events_keep:
             self.recorder = EventRecorder(self.store, p.events_keep)
-            self._sinks.append(_weak_sink(self.recorder))
+            self._sinks.append(_weak_sink(self.recorder, self))
         self.metrics: Metrics | None = None
         self._metrics_path = p.metrics_path
         if p.metrics_path is not None:
             from sitewarden.metrics import Metrics
 
             self.metrics = Metrics()
-            self._sinks.append(_weak_sink(self.metrics))
+            self._sinks.append(_weak_sink(self.metrics, self))
         for sink in self._sinks:
             events.add_sink(sink)
         #: The request headers any guard reads: adapters may decode only these.
@@ -283,6 +284,7 @@ class Warden:
         With *defer_csrf* the CSRF check is left for :meth:`Exchange.check_csrf`, for
         adapters that learn the view (and its exemption decorator) only after routing.
         """
+        _CURRENT_SITE.set(self)  # this request's events belong to this site's sinks
         client = view.client
         if self._no_proxies and (client is None or not client.startswith("::ffff:")):
             origin: Origin | RequestView = view  # nothing to resolve: the view is the origin
@@ -318,7 +320,8 @@ class Warden:
             ex.body_handler = ex.receive_report
             return ex
         if path == self._metrics_path:
-            ex.reply = self._metrics_reply(origin.client)
+            # Behind a proxy nobody declared, every visitor looks like 127.0.0.1.
+            ex.reply = _NOT_FOUND if untrusted_forwarding else self._metrics_reply(origin.client)
             return ex
         if not self._manage.allowed(path, origin.host, origin.client) or (
             untrusted_forwarding and self._manage.is_management(path)
@@ -394,8 +397,11 @@ class Warden:
         if result is not None:
             assert rule is not None
             if not result.allowed:
-                self._banlist.breach(key)
-                ex.reply = self._limiter.refusal(rule, result)
+                ex.reply = self._limiter.refusal(rule, result)  # refused, whatever follows
+                try:
+                    self._banlist.breach(key)
+                except StoreError as exc:
+                    self._event("store.unavailable", ex, level=logging.ERROR, reason=str(exc))
                 return _MISSING
             headers = self._limiter.headers(rule, result)
             if headers:
@@ -492,9 +498,12 @@ class Warden:
         must not turn into accepting unverified state-changing requests.
         """
         self._event("store.unavailable", ex, level=logging.ERROR, reason=str(exc))
-        ex.reply = _STORE_DOWN
         ex.user = None
         ex.session = None
+        if self.policy.csrf == "log-only":  # log-only never refuses: it says so, and goes on
+            self._event("csrf.would_refuse", ex, reason="authenticator not verifiable")
+            return
+        ex.reply = _STORE_DOWN
 
     def _store_failure(self, ex: Exchange, exc: StoreError) -> Exchange:
         self._event("store.unavailable", ex, level=logging.ERROR, reason=str(exc))
@@ -761,15 +770,22 @@ class Exchange:
         return add
 
 
-def _weak_sink(target: Callable[[Any, int], None]) -> events.Sink:
-    """Wrap an event sink so that a forgotten Warden does not keep receiving events."""
+def _weak_sink(target: Callable[[Any, int], None], site: Warden) -> events.Sink:
+    """Wrap *site*'s event sink: only its own requests' events, and none once it is gone.
+
+    Events raised outside any request (a CLI, a background job) reach every site's sinks.
+    """
     ref = weakref.ref(target)
+    site_ref = weakref.ref(site)
+    current = events.current_site
 
     def sink(record: Any, level: int) -> None:
         live = ref()
         if live is None:
             events.remove_sink(sink)
-        else:
+            return
+        owner = current.get()
+        if owner is None or owner is site_ref():
             live(record, level)
 
     return sink

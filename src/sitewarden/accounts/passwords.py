@@ -348,6 +348,11 @@ class Passwords:
         try:
             self._hasher.verify(stored, secret)
         except VerifyMismatchError:
+            if parameters != self._parameters:
+                # A hash made with older (cheaper) parameters answers a wrong password
+                # faster than an unknown user's dummy check: spend the difference, or the
+                # timing tells which accounts exist and have not signed in since.
+                self._burn(secret)
             return _FAILED
         except (VerificationError, InvalidHashError):
             emit("password.hash_invalid", logging.WARNING, reason="Argon2 could not decode it")

@@ -109,6 +109,10 @@ def _check_userid(userid: object) -> str:
         raise TotpError(f"a TOTP user id must be a non-empty string of at most {_MAX_USERID}")
     if _CONTROL.search(userid):
         raise TotpError("a TOTP user id must not contain control characters")
+    try:
+        userid.encode("utf-8")  # bound into the cipher's associated data and the hashes
+    except UnicodeEncodeError:
+        raise TotpError("a TOTP user id must be valid Unicode (no lone surrogates)") from None
     return userid
 
 

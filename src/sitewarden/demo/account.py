@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from sitewarden.demo.accounts import Account
+from sitewarden.demo.accounts import MAX_PASSWORD, Account
 from sitewarden.demo.pages import NO_STORE, Pages, client_of, field
 from sitewarden.demo.signin import locked_message, looks_like_totp
 from sitewarden.errors import TotpError
@@ -260,6 +260,8 @@ class AccountPages:
         return JSONResponse(verdict, headers=NO_STORE)
 
     def _problems(self, account: Account, password: str) -> list[str]:
+        if len(password) > MAX_PASSWORD:  # the store's own limit, before normalisation
+            return [f"Use at most {MAX_PASSWORD} characters."]
         found = self.warden.passwords.check(
             password, (account.name,), two_factor=account.two_factor
         )

@@ -217,7 +217,11 @@ class SignIn:
             response = RedirectResponse("/login/code", 303)
             self._set_pending(response, token)
             return response
-        lockout.success(name, client)
+        status = lockout.success(name, client)
+        if status.locked:  # parallel guesses locked it meanwhile: a right one must not pass
+            return self._login_page(
+                request, 429, locked_message(status), None, name, target, _retry(status)
+            )
         ex.login(account.name)  # a new session cookie: no session fixation
         response = RedirectResponse(target, 303)
         self._clear_pending(response, request)
@@ -263,7 +267,9 @@ class SignIn:
             response = self._login_page(request, 400, EXPIRED, None, "", "/")
             self._clear_pending(response, request)
             return response
-        lockout.success(name, client)
+        status = lockout.success(name, client)
+        if status.locked:  # parallel wrong codes locked it meanwhile
+            return self._locked_out(request, token, status)
         ex.login(name)
         response = RedirectResponse(pending.next, 303)
         self._clear_pending(response, request)

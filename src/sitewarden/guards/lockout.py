@@ -77,6 +77,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 import time
 import unicodedata
 from collections.abc import Callable
@@ -87,6 +88,8 @@ from sitewarden.guards.clientip import parse_ip
 from sitewarden.keyring import KeyManager
 from sitewarden.policy import Policy
 from sitewarden.store.base import Store
+
+_HEX = re.compile(r"[0-9a-f]+")
 
 __all__ = [
     "ACCOUNT_PREFIX",
@@ -270,6 +273,7 @@ def _decode(raw: bytes) -> _Record | None:
             or not _time(item[0])
             or not isinstance(item[1], str)
             or len(item[1]) != 2 * _FP_BYTES
+            or not _HEX.fullmatch(item[1])  # compare_digest refuses non-ASCII: a crash
         ):
             return None
         kept.append((float(item[0]), item[1]))
@@ -392,12 +396,18 @@ class Lockout:
             self._locked_event("address", address_rec, client)
         return status
 
-    def success(self, login: str, address: str | None) -> None:
-        """Record a successful login: the account's failures and fingerprints are cleared.
+    def success(self, login: str, address: str | None) -> LockoutStatus:
+        """Record a right password; return the state the sign-in must obey.
 
-        The address counter is left alone (an attacker must not reset its count by signing
-        in to its own account between guesses), and so is the lock level. A success during
-        a lock changes nothing: the view must not have checked the password.
+        When the returned status is ``locked`` the view must refuse the sign-in like any
+        attempt during a lock. This closes the race of parallel guesses: requests that
+        all passed :meth:`status` before the lock began still have their passwords checked,
+        and a right guess among them must not sign in once the failures beside it have
+        locked the account (its answer then looks exactly like the wrong guesses').
+
+        Otherwise the account's failures and fingerprints are cleared. The address counter
+        is left alone (an attacker must not reset its count by signing in to its own
+        account between guesses), and so is the lock level.
         """
         name, key = self._account(login)
         self._bucket(address)  # the same argument check as failure()
@@ -410,7 +420,12 @@ class Lockout:
 
         # Expiry 0 first: a record left with nothing to remember is deleted by the write.
         self._write(key, name, now, 0.0, clear)
-        events.emit("login.success", logging.INFO, login=name[:NAME_MAX], client=_client(address))
+        found = self.status(login, address)
+        if not found.locked:
+            events.emit(
+                "login.success", logging.INFO, login=name[:NAME_MAX], client=_client(address)
+            )
+        return found
 
     def status(self, login: str, address: str | None) -> LockoutStatus:
         """Return the account's and the address's state now, without counting anything.

@@ -68,6 +68,7 @@ from sitewarden.errors import ConfigError
 from sitewarden.guards.clientip import parse_ip
 from sitewarden.policy import Policy, parse_rate
 from sitewarden.store import Store, Throttle
+from sitewarden.store.base import check_throttle_args
 from sitewarden.web.request import Reply
 
 __all__ = [
@@ -121,6 +122,10 @@ class RateRule:
         """Check the rate and compute the store-key prefix and the header values."""
         if type(self.limit) is not int or self.limit < 1 or not self.period > 0:
             raise ConfigError(f"rate limit {self.id!r}: {self.limit}/{self.period} is not a rate")
+        try:  # what the stores refuse must stop start-up, not fail every request later
+            check_throttle_args(self.limit, self.period, 1)
+        except ValueError as exc:
+            raise ConfigError(f"rate limit {self.id!r}: {exc}") from None
         # ':' and '%' are encoded in the key part so that no two (rule, key) pairs can
         # make the same store key ("rate:/a:b" + "c" versus "rate:/a" + "b:c").
         key_id = self.id.replace("%", "%25").replace(":", "%3A")
