@@ -709,3 +709,24 @@ def test_a_right_guess_inside_a_parallel_burst_is_refused_once_the_burst_locks()
     lockout.failure("victim", burst[0], "typo")
     assert not lockout.success("victim", burst[0]).locked
     assert lockout.status("victim", burst[0]).failures == 0
+
+
+def test_a_record_with_a_non_hex_fingerprint_fails_closed_without_a_crash() -> None:
+    """compare_digest refuses non-ASCII text: such a record must be 'damaged', not a 500."""
+    import json
+
+    from sitewarden.guards.lockout import ACCOUNT_PREFIX
+    from sitewarden.keyring import KeyManager
+    from sitewarden.policy import load_policy
+    from sitewarden.store import open_store
+
+    store = open_store("memory://")
+    lockout = Lockout(load_policy(), store, KeyManager.open(store))
+    lockout.failure("bob", "10.1.1.1", "first")
+    keys = store.keys(ACCOUNT_PREFIX)
+    assert len(keys) == 1
+    record = json.loads(store.get(keys[0]) or b"{}")
+    record["prints"] = [[record["prints"][0][0], "é" * 32]]
+    store.set(keys[0], json.dumps(record).encode())
+    status = lockout.failure("bob", "10.1.1.1", "second")  # no TypeError
+    assert status.locked

@@ -683,3 +683,18 @@ def test_real_http_server_sees_only_the_prefix() -> None:
         assert body == b""
         wire = requestline + json.dumps(headers)
         assert SUFFIX not in wire.upper() and "purple" not in wire
+
+
+def test_a_wrong_password_against_a_stale_cheap_hash_costs_a_full_check(pw: Passwords) -> None:
+    """After the parameters are raised, old accounts must not answer faster than unknown ones."""
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=Type.ID).hash("right")
+
+    def best(stored: str | None) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            assert not pw.verify(stored, "wrong")
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    assert best(cheap) > 0.5 * best(None)

@@ -633,3 +633,14 @@ def test_repr_shows_no_secret(store: Store) -> None:
     assert "issuer='sitewarden'" in text
     for secret in KeyManager(store).stored_ring(RING).secrets:
         assert secret.hex() not in text
+
+
+def test_a_user_id_that_is_not_valid_unicode_is_a_clear_error() -> None:
+    store = open_store("memory://")
+    totp = TOTP(load_policy(), store, KeyManager.open(store))
+    for call in (
+        lambda: totp.seal(totp.new_secret(), "a\ud800"),
+        lambda: totp.new_recovery_codes("a\ud800"),
+    ):
+        with pytest.raises(TotpError, match="Unicode"):
+            call()
