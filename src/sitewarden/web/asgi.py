@@ -9,7 +9,7 @@ application sees ``scope["sitewarden"]`` (the :class:`~sitewarden.warden.Exchang
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from sitewarden.warden import MAX_BODY, Exchange, Warden
@@ -28,20 +28,37 @@ _HTTP_SCHEME = {"ws": "http", "wss": "https"}
 _TOO_LARGE = Reply(413, [("content-type", "text/plain; charset=utf-8")], b"Payload Too Large\n")
 
 
-def view_from_scope(scope: Scope, wanted: frozenset[bytes] | None = None) -> RequestView:
+def view_from_scope(
+    scope: Scope, wanted: frozenset[bytes] | Mapping[bytes, str] | None = None
+) -> RequestView:
     """Translate an ASGI HTTP scope into a :class:`RequestView`.
 
-    With *wanted* (lower-case names), only those headers are decoded: the guards read a
-    dozen names, browsers send more, and the application keeps the scope as it was.
-    ASGI requires lower-case header names, so they are compared as they come.
+    With *wanted* (lower-case names, best as a map to their text form, which spares
+    decoding each name), only those headers are decoded: the guards read a dozen names,
+    browsers send more, and the application keeps the scope as it was. ASGI requires
+    lower-case header names, so they are compared as they come.
     """
     raw = scope.get("headers") or ()
-    kept = list(raw) if wanted is None else [pair for pair in raw if pair[0] in wanted]
-    headers = {n.decode("latin-1"): v.decode("latin-1") for n, v in kept}
-    if len(headers) != len(kept):  # a repeated header (HTTP/2 splits Cookie): join them
+    if wanted is None:
+        names: Mapping[bytes, str] = {n: n.decode("latin-1") for n, _ in raw}
+    elif isinstance(wanted, frozenset):
+        names = {n: n.decode("latin-1") for n in wanted}
+    else:
+        names = wanted
+    get = names.get
+    headers: dict[str, str] = {}
+    kept = 0
+    for raw_name, raw_value in raw:
+        name = get(raw_name)
+        if name is not None:
+            kept += 1
+            headers[name] = raw_value.decode("latin-1")
+    if kept != len(headers):  # a repeated header (HTTP/2 splits Cookie): join them
         headers = {}
-        for raw_name, raw_value in kept:
-            name = raw_name.decode("latin-1")
+        for raw_name, raw_value in raw:
+            name = get(raw_name)
+            if name is None:
+                continue
             value = raw_value.decode("latin-1")
             if name in headers:
                 headers[name] += ("; " if name == "cookie" else ", ") + value
@@ -60,7 +77,7 @@ def view_from_scope(scope: Scope, wanted: frozenset[bytes] | None = None) -> Req
         host or "",
         scope.get("path", "/"),
         # the spec says bytes; some test clients pass str
-        query.decode("latin-1") if isinstance(query, bytes) else str(query),
+        (query.decode("latin-1") if query else "") if isinstance(query, bytes) else str(query),
         headers,
         client[0] if client else None,
         server[1] if server else None,
@@ -74,6 +91,8 @@ class SitewardenASGI:
         """Wrap *app* with *warden*'s protections."""
         self.app = app
         self.warden = warden
+        # The request headers the guards read, each with its text form (decoded once).
+        self._wanted = {name: name.decode("latin-1") for name in warden.request_headers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
@@ -81,7 +100,7 @@ class SitewardenASGI:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)  # lifespan and others pass through
             return
-        view = view_from_scope(scope, self.warden.request_headers)
+        view = view_from_scope(scope, self._wanted)
         if kind == "websocket":
             # Host validation and the Origin check (cross-site hijacking) apply here too.
             ex = self.warden.begin_websocket(view)
