@@ -152,3 +152,16 @@ def test_bad_host_is_a_config_error() -> None:
 def test_never_raises_and_finds_manage_behind_any_prefix(prefix: str) -> None:
     GUARD.is_management(prefix)
     assert GUARD.is_management(prefix.replace("\\", "/") + "/manage_main")
+
+
+def test_ordinary_paths_memo_is_bounded_and_skips_long_paths() -> None:
+    from sitewarden.guards.paths import ManagementGuard
+
+    guard = ManagementGuard(("manage",), (), ())
+    long = "/" + "a" * 300
+    assert not guard.is_management(long) and long not in guard.ordinary
+    assert not guard.is_management("/home") and "/home" in guard.ordinary
+    for i in range(5000):
+        guard.is_management(f"/p{i}")
+    assert len(guard.ordinary) <= 4096
+    assert guard.is_management("/manage") and "/manage" not in guard.ordinary

@@ -182,3 +182,78 @@ def test_a_damaged_user_ring_still_gets_the_csrf_check() -> None:
     ex = warden.begin(view("/transfer", "POST", cookie=cookie, origin="https://evil.example"))
     assert ex.user is None
     assert ex.reply is not None and ex.reply.status == 403
+
+
+# -- the hot path's shortcuts give the general path's answers -------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("signed_in", [False, True])
+def test_byte_headers_fast_path_matches_the_text_path(
+    warden: Warden, method: str, signed_in: bool
+) -> None:
+    """The precomputed byte headers are exactly the text path's, app headers kept as sent."""
+    headers = {"sec_fetch_site": "same-origin"}
+    if signed_in:
+        cookie = warden.sessions.issue("alice")
+        headers["cookie"] = f"{warden.sessions.cookie_name}={cookie}"
+    app = [(b"content-type", b"text/plain"), (b"Content-Length", b"2")]
+    sent = list(app)
+    ex = warden.begin(view("/", method, **headers))
+    assert ex.reply is None and (ex.user == "alice") is signed_in
+    fast = ex.response_headers_bytes(sent)
+    assert sent == app  # the application's list is not changed
+    text = ex.response_headers([(n.decode(), v.decode()) for n, v in app])
+    assert [(n.decode(), v.decode()) for n, v in fast] == text
+    assert fast[:2] == app
+
+
+def test_byte_headers_upper_case_names_are_still_removed_and_merged(warden: Warden) -> None:
+    """ASGI names should be lower-case; one that is not still meets every rule."""
+    ex = warden.begin(view("/"))
+    out = ex.response_headers_bytes(
+        iter([(b"Server", b"x"), (b"Cache-Control", b"max-age=60"), (b"X-Powered-By", b"y")])
+    )
+    names = [n.lower() for n, _ in out]
+    assert b"server" not in names and b"x-powered-by" not in names
+    assert names.count(b"cache-control") == 1
+    assert (b"Cache-Control", b"max-age=60") in out
+
+
+def test_remembered_ordinary_paths_and_hosts_never_admit_a_refusal(warden: Warden) -> None:
+    for _ in range(2):  # the second round answers from the guards' memos
+        assert warden.begin(view("/")).reply is None
+        ex = warden.begin(RequestView("GET", "https", "evil.example", "/", "", {}, "127.0.0.1"))
+        assert ex.reply is not None and ex.reply.status == 400
+        ex = warden.begin(view("/manage_main", x_forwarded_for="203.0.113.9"))
+        assert ex.reply is not None and ex.reply.status == 404
+    other = Warden(store="memory://", allowed_hosts=[HOST])  # no manage host at all
+    for _ in range(2):
+        assert other.begin(view("/home/manage-not")).reply is None
+        ex = other.begin(view("/manage_main"))
+        assert ex.reply is not None and ex.reply.status == 404
+    assert "/manage_main" not in other._manage.ordinary
+
+
+def test_a_sessions_rotation_in_this_process_is_seen_at_once(warden: Warden) -> None:
+    """The session check reads the key manager's cached ring: a rotation replaces it."""
+    cookie = f"{warden.sessions.cookie_name}={warden.sessions.issue('alice')}"
+    assert warden.begin(view("/", cookie=cookie)).user == "alice"
+    before = warden.keys.ring("sessions")
+    warden.keys.rotate("sessions")
+    assert warden.keys.ring("sessions") is not before
+    ex = warden.begin(view("/", cookie=cookie))
+    assert ex.user == "alice" and ex.session is not None and ex.session.refresh
+    warden.keys.reset("sessions")
+    ex = warden.begin(view("/", cookie=cookie))
+    assert ex.user is None and ex.session is None
+
+
+def test_huge_cookie_headers_are_not_remembered() -> None:
+    """The per-Cookie-header memo must stay small whatever clients send."""
+    warden = Warden(store="memory://", allowed_hosts=[HOST])
+    for i in range(20):
+        warden.begin(view("/", cookie=f"junk{i}=" + "x" * 20_000))
+    assert all(len(h) <= 8192 for h in warden._cookie_memo)
+    warden.begin(view("/", cookie="theme=dark"))
+    assert "theme=dark" in warden._cookie_memo

@@ -290,6 +290,11 @@ class KeyManager:
         self._lock = threading.Lock()
         # name -> (monotonic time loaded, ring)
         self._cache: dict[str, tuple[float, Keyring]] = {}
+        #: ``cached_ring(name)``: the cache entry ``(monotonic time loaded, ring)`` of ring
+        #: *name*, or ``None``. A hot path may use the ring while ``time.monotonic()`` is
+        #: within :attr:`cache_ttl` of that time, as :meth:`ring` does, and must call
+        #: :meth:`ring` otherwise.
+        self.cached_ring = self._cache.get
 
     @classmethod
     def open(

@@ -285,7 +285,13 @@ class SessionManager:
         t = time.time() if now is None else now
         mono = time.monotonic()
         keys = self._users.get(userid)
-        sessions = self.keys.ring("sessions")
+        manager = self.keys
+        # keys.ring("sessions") without a call: its cache entry, while it is fresh.
+        entry = manager.cached_ring("sessions")
+        if entry is not None and mono - entry[0] < manager.cache_ttl:
+            sessions = entry[1]
+        else:
+            sessions = manager.ring("sessions")
         if (
             keys is None
             or keys.sessions is not sessions

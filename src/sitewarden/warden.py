@@ -22,7 +22,7 @@ import contextlib
 import functools
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +30,10 @@ from sitewarden import events
 from sitewarden.csrf import check_token, create_token
 from sitewarden.errors import KeyringError, StoreError
 from sitewarden.events_store import EventRecorder
-from sitewarden.guards.clientip import Origin, ProxyResolver, forwarded_headers_present
+from sitewarden.guards.clientip import FORWARDED_HEADERS, Origin, ProxyResolver
 from sitewarden.guards.cors import CorsGuard
-from sitewarden.guards.csrf_guard import CsrfGuard
+from sitewarden.guards.csrf_guard import PASS as _CSRF_PASS
+from sitewarden.guards.csrf_guard import CsrfGuard, Decision
 from sitewarden.guards.hosts import HostGuard
 from sitewarden.guards.https import https_redirect
 from sitewarden.guards.paths import ManagementGuard
@@ -57,8 +58,12 @@ if TYPE_CHECKING:  # imported when first used: start-up does not pay for unused 
 __all__ = ["MAX_BODY", "CsrfTokens", "Exchange", "Origin", "Warden"]
 
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
+_FORWARDED = frozenset(FORWARDED_HEADERS)  # forwarded_headers_present(view), inlined
 _CURRENT_SITE = events.current_site
 _MISSING = object()
+#: Longest Cookie header whose session cookie is remembered (4096 entries at most, so the
+#: memo stays under about 32 MiB even when every entry is an attacker's largest header).
+_MEMO_HEADER_MAX = 8192
 _CLEAR_SITE_DATA = ("clear-site-data", '"cache", "cookies", "storage"')
 _NO_STORE = ("cache-control", "no-store")
 
@@ -140,6 +145,9 @@ class Warden:
         self._proxies = ProxyResolver(p.trusted_proxies)
         self._hosts = HostGuard(p.allowed_hosts)
         self._manage = ManagementGuard(p.manage_paths, p.manage_hosts, p.manage_networks)
+        # The guards' memos of known answers, tested before calling them (hot path).
+        self._hosts_seen = self._hosts.seen
+        self._ordinary_paths = self._manage.ordinary
         self._cors = CorsGuard(p) if p.cors_origins else None
         self._csrf_guard = CsrfGuard(p, self.keys)
         self._reports = ReportReceiver(p, self.keys.store) if p.csp_report_path else None
@@ -152,6 +160,8 @@ class Warden:
         self._names = self.headers.names | {"cache-control", "vary", "clear-site-data"}
         self._remove_b = frozenset(n.encode("latin-1") for n in self._remove)
         self._names_b = frozenset(n.encode("latin-1") for n in self._names)
+        # Response header names that send a response down the general path.
+        self._touched_b = self._remove_b | self._names_b | {b"set-cookie"}
         self._cookie_exempt = frozenset(p.harden_cookies_except) | {self.sessions.cookie_name}
         self._no_proxies = not p.trusted_proxies
         self._https_redirect = p.https_redirect
@@ -196,7 +206,8 @@ class Warden:
         # The finished security headers of the common responses, computed once: HTTPS or
         # not, signed in or not, safe or unsafe method. A response that needs anything
         # else (a nonce, a login, CORS, an app header of ours) takes the general path.
-        self._variants: dict[tuple[bool, bool, bool], list[tuple[str, str]]] = {}
+        # Indexed by 4 * https + 2 * signed_in + unsafe (see Exchange._variant_key).
+        self._variants: list[list[tuple[str, str]]] = []
         for https in (False, True):
             for signed_in in (False, True):
                 for unsafe in (False, True):
@@ -209,8 +220,8 @@ class Warden:
                     )
                     if vary:
                         headers.append(("vary", ", ".join(vary)))
-                    self._variants[(https, signed_in, unsafe)] = headers
-        self._variants_b = {key: _encode(value) for key, value in self._variants.items()}
+                    self._variants.append(headers)
+        self._variants_b = [_encode(value) for value in self._variants]
 
     # -- login defence (built on first use) -------------------------------------------
 
@@ -293,10 +304,11 @@ class Warden:
         ex = Exchange(self, view, origin)
         # Proxy headers from a peer nobody trusts: ignored, reported once, and a reason to
         # keep management screens shut (every client would look like the proxy).
-        untrusted_forwarding = self._no_proxies and forwarded_headers_present(view)
+        untrusted_forwarding = self._no_proxies and not _FORWARDED.isdisjoint(view.headers)
         if untrusted_forwarding and not self._warned_forwarded:
             self._warn_untrusted_forwarding(ex)
-        if not self._hosts.allows(origin.host):
+        host = origin.host
+        if host not in self._hosts_seen and not self._hosts.allows(host):
             self._event("host.refused", ex, reason=f"host {origin.host!r} not allowed")
             ex.reply = _BAD_HOST
             return ex
@@ -323,8 +335,9 @@ class Warden:
             # Behind a proxy nobody declared, every visitor looks like 127.0.0.1.
             ex.reply = _NOT_FOUND if untrusted_forwarding else self._metrics_reply(origin.client)
             return ex
-        if not self._manage.allowed(path, origin.host, origin.client) or (
-            untrusted_forwarding and self._manage.is_management(path)
+        if path not in self._ordinary_paths and (
+            not self._manage.allowed(path, host, origin.client)
+            or (untrusted_forwarding and self._manage.is_management(path))
         ):
             self._event("manage.refused", ex, reason="management path outside its host")
             ex.reply = _NOT_FOUND
@@ -335,17 +348,21 @@ class Warden:
                 ex.reply = preflight
                 return ex
         try:
-            cookie = self._session_cookie(view)
+            # The session cookie, remembered per Cookie header (see _session_cookie).
+            header = view.headers.get("cookie")
+            found: Any = self._cookie_memo.get(header, _MISSING) if header else None
+            cookie = self._session_cookie(view) if found is _MISSING else found
             if cookie:
-                ex.session = (
+                session = (
                     self.sessions.check(cookie)
                     if ring is _MISSING
                     else self.sessions.check(cookie, ring=ring)
                 )
-                if ex.session is None:
+                if session is None:
                     ex._clear_cookie = True  # tampered or expired: not signed in
                 else:
-                    ex.user = ex.session.userid
+                    ex.session = session
+                    ex.user = session.userid
         except StoreError as exc:
             self._store_failure(ex, exc)  # closed: 503; open: signed out, and on
             if ex.reply is not None:
@@ -355,7 +372,11 @@ class Warden:
             ex.user, ex.session = None, None
         if not defer_csrf and self._csrf_on and view.method not in _SAFE_METHODS:
             try:
-                self._check_csrf(ex, csrf_exempt)
+                decision = self._csrf_guard.decide(
+                    view, ex.site_origin, ex.user, exempt=csrf_exempt
+                )
+                if decision is not _CSRF_PASS:
+                    self._csrf_decided(ex, decision)
             except StoreError as exc:
                 self._csrf_store_failure(ex, exc)
         return ex
@@ -454,9 +475,10 @@ class Warden:
         if found is not _MISSING:
             return found  # type: ignore[return-value]
         found = self._find_session_cookie(header)
-        if len(self._cookie_memo) >= 4096:
-            self._cookie_memo.clear()
-        self._cookie_memo[header] = found
+        if len(header) <= _MEMO_HEADER_MAX:  # huge headers are not kept: bounded memory
+            if len(self._cookie_memo) >= 4096:
+                self._cookie_memo.clear()
+            self._cookie_memo[header] = found
         return found
 
     def _find_session_cookie(self, header: str) -> str | None:
@@ -477,6 +499,10 @@ class Warden:
 
     def _check_csrf(self, ex: Exchange, exempt: bool) -> None:
         decision = self._csrf_guard.decide(ex.view, ex.site_origin, ex.user, exempt=exempt)
+        if decision is not _CSRF_PASS:
+            self._csrf_decided(ex, decision)
+
+    def _csrf_decided(self, ex: Exchange, decision: Decision) -> None:
         if decision.needs_body:
             ex.body_handler = ex.receive_csrf_body
             return
@@ -535,6 +561,7 @@ class Exchange:
     """
 
     __slots__ = (
+        "_asgi_send",
         "_clear_cookie",
         "_login",
         "_logout",
@@ -549,6 +576,9 @@ class Exchange:
         "view",
         "warden",
     )
+
+    #: The server's ``send``, set by the ASGI adapter before it hands out :meth:`asgi_send`.
+    _asgi_send: Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
     def __init__(self, warden: Warden, view: RequestView, origin: Origin | RequestView) -> None:
         """Start the exchange for *view* as resolved to *origin*."""
@@ -638,6 +668,17 @@ class Exchange:
         warden._apply_csrf(self, decision.allowed, decision.reason)
         return self.reply
 
+    def asgi_send(self, message: MutableMapping[str, Any]) -> Awaitable[None]:
+        """Pass an ASGI *message* on to the server's ``send``, its headers made safe.
+
+        The ASGI adapter sets ``_asgi_send`` and hands this bound method to the
+        application as its ``send``: a plain method returning the real send's awaitable
+        (ASGI asks only for an awaitable callable), so no coroutine or closure per message.
+        """
+        if message["type"] == "http.response.start":
+            message["headers"] = self.response_headers_bytes(message.get("headers", ()))
+        return self._asgi_send(message)
+
     def response_headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Return the application's *headers* made safe, plus sitewarden's (text form)."""
         warden = self.warden
@@ -653,7 +694,7 @@ class Exchange:
                 value = self._harden(value)
             present.add(lower)
             out.append((name, value))
-        variant = self._variant_key(present, warden._names)
+        variant = None if not present.isdisjoint(warden._names) else self._variant_key()
         if variant is not None:
             out.extend(warden._variants[variant])
             if self.session is not None and self.session.refresh:
@@ -667,6 +708,37 @@ class Exchange:
     ) -> list[tuple[bytes, bytes]]:
         """Do what :meth:`response_headers` does, for ASGI's byte pairs."""
         warden = self.warden
+        if type(headers) is not list:
+            headers = list(headers)
+        # The common response: none of the application's header names is one sitewarden
+        # removes, rewrites or sets, so they all pass as they are.
+        # (ASGI names are lower-case; an upper-case one is lowered, as cheap insurance.)
+        touched = warden._touched_b
+        for name, _ in headers:
+            if name in touched or (not name.islower() and name.lower() in touched):
+                break
+        else:
+            # _variant_key(), inlined: this runs on every response.
+            session = self.session
+            if (
+                self._nonce is None
+                and self.extra_headers is None
+                and self._login is None
+                and not self._logout
+                and not self._clear_cookie
+                and warden._cors is None
+            ):
+                fast = (
+                    headers
+                    + warden._variants_b[  # a new list: the app's stays as it was
+                        (4 if self.https else 0)
+                        + (2 if session is not None else 0)
+                        + (self.view.method not in _SAFE_METHODS)
+                    ]
+                )
+                if session is not None and session.refresh:
+                    fast += _encode(self._session_cookie_headers())
+                return fast
         remove = warden._remove_b
         harden = warden.policy.harden_cookies
         out: list[tuple[bytes, bytes]] = []
@@ -679,7 +751,7 @@ class Exchange:
                 value = self._harden(value.decode("latin-1")).encode("latin-1")
             present.add(lower)
             out.append((name, value))
-        variant = self._variant_key(present, warden._names_b)
+        variant = None if not present.isdisjoint(warden._names_b) else self._variant_key()
         if variant is not None:
             out.extend(warden._variants_b[variant])
             if self.session is not None and self.session.refresh:
@@ -698,10 +770,12 @@ class Exchange:
             exempt=warden._cookie_exempt,
         )
 
-    def _variant_key(
-        self, present: set[Any], names: frozenset[Any]
-    ) -> tuple[bool, bool, bool] | None:
-        """Return the key of the precomputed headers that fit, or ``None`` (general path)."""
+    def _variant_key(self) -> int | None:
+        """Return the index of the precomputed headers that fit, or ``None`` (general path).
+
+        The caller has checked that the application set none of the headers sitewarden
+        sets (else the general path merges them).
+        """
         if (
             self._nonce is not None
             or self.extra_headers is not None
@@ -709,10 +783,13 @@ class Exchange:
             or self._logout
             or self._clear_cookie
             or self.warden._cors is not None
-            or not present.isdisjoint(names)
         ):
             return None
-        return (self.https, self.session is not None, self.view.method not in _SAFE_METHODS)
+        return (
+            (4 if self.https else 0)
+            + (2 if self.session is not None else 0)
+            + (self.view.method not in _SAFE_METHODS)
+        )
 
     def _session_cookie_headers(self) -> list[tuple[str, str]]:
         """Return the refreshed session cookie (an active session's ticket, renewed)."""

@@ -60,6 +60,7 @@ from sitewarden.web.request import Reply, RequestView
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_MULTIPART_PARTS",
+    "PASS",
     "REASON_BAD_FETCH_SITE",
     "REASON_BAD_ORIGIN",
     "REASON_BAD_REFERER",
@@ -138,7 +139,9 @@ class Decision:
     needs_body: bool = False
 
 
-_PASS = Decision(True, None, False)
+#: The decision that lets a request through with nothing to report (always this object).
+PASS = Decision(True, None, False)
+_PASS = PASS
 _NEEDS_BODY = Decision(False, REASON_NO_TOKEN, True)
 
 
@@ -210,7 +213,12 @@ class CsrfGuard:
         exemption (a view marked exempt). Never raises on any header value; errors of
         the key store propagate, for the engine's ``on_store_failure`` handling.
         """
-        if view.method in SAFE_METHODS or self.mode == "off" or exempt or self._path_exempt(view):
+        if (
+            view.method in SAFE_METHODS
+            or self.mode == "off"
+            or exempt
+            or (self._exempt is not None and self._path_exempt(view))
+        ):
             return _PASS
         decision = self._decide(view, site_origin, userid)
         if self._log_only and not decision.allowed and not decision.needs_body:
@@ -271,8 +279,8 @@ class CsrfGuard:
             if fetch_site == "same-site":
                 return Decision(False, REASON_SAME_SITE)
             return Decision(False, REASON_BAD_FETCH_SITE)
-        site = _origin_key(site_origin)
         if origin is not None:
+            site = _origin_key(site_origin)
             key = _origin_key(origin.strip())
             if key == site or self._is_trusted(key):
                 return _PASS
@@ -281,7 +289,7 @@ class CsrfGuard:
             return Decision(False, REASON_BAD_ORIGIN)
         referer = headers.get("referer")
         if referer is not None:
-            return self._check_referer(referer, site)
+            return self._check_referer(referer, _origin_key(site_origin))
         token = headers.get(self._header)
         if token is not None:
             if check_token(self.keys, token.strip(), userid):

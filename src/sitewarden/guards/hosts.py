@@ -96,7 +96,7 @@ class HostGuard:
     the usual request costs one set lookup.
     """
 
-    __slots__ = ("_any", "_exact", "_seen", "_suffixes")
+    __slots__ = ("_any", "_exact", "_suffixes", "seen")
 
     def __init__(self, allowed_hosts: tuple[str, ...]) -> None:
         """Normalise the allowed names once; raise :class:`ConfigError` for a bad entry."""
@@ -117,11 +117,13 @@ class HostGuard:
                 exact.add(name)
         self._exact = frozenset(exact)
         self._suffixes = tuple(suffixes)
-        self._seen: set[str] = set()
+        #: Host values already allowed, as received (a bounded memo). A hot path may test
+        #: ``host in guard.seen`` before calling :meth:`allows`: a member is allowed.
+        self.seen: set[str] = set()
 
     def allows(self, host: str) -> bool:
         """Return whether the Host value *host* names this site (``False`` if malformed)."""
-        if host in self._seen:
+        if host in self.seen:
             return True
         name = normalise_host(host)
         if name is None:
@@ -130,7 +132,7 @@ class HostGuard:
             self._any or name in self._exact or (self._suffixes and name.endswith(self._suffixes))
         ):
             return False
-        if len(self._seen) >= _SEEN_SIZE:
-            self._seen.clear()
-        self._seen.add(host)
+        if len(self.seen) >= _SEEN_SIZE:
+            self.seen.clear()
+        self.seen.add(host)
         return True

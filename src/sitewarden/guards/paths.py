@@ -47,6 +47,8 @@ REASON_MANAGEMENT = "management path requested outside manage_hosts / manage_net
 _GLOB_SPLIT = re.compile(r"\[[^\]]*\]|[*?\[]")
 _STRIP = " \t\r\n\x00."
 _DECODE_ROUNDS = 3
+_ORDINARY_SIZE = 4096
+_ORDINARY_MAX_LEN = 256
 
 
 class ManagementGuard:
@@ -56,7 +58,7 @@ class ManagementGuard:
     *hosts* the management host names; *networks* CIDR networks of management clients.
     """
 
-    __slots__ = ("_chunks", "_exact", "_glob", "_hosts", "_nets")
+    __slots__ = ("_chunks", "_exact", "_glob", "_hosts", "_nets", "ordinary")
 
     def __init__(
         self, patterns: tuple[str, ...], hosts: tuple[str, ...], networks: tuple[str, ...]
@@ -92,9 +94,25 @@ class ManagementGuard:
             names.add(name)
         self._hosts = frozenset(names)
         self._nets = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+        #: Paths already found not to be management paths (the answer depends on the
+        #: path alone); a site serves the same paths over and over. Bounded: at most 4096
+        #: paths of at most 256 characters. A hot path may test ``path in
+        #: guard.ordinary`` first: a member is allowed on any host.
+        self.ordinary: set[str] = set()
 
     def is_management(self, path: str) -> bool:
         """Return whether any segment of *path* (decoded) matches a management pattern."""
+        if path in self.ordinary:
+            return False
+        if self._matches(path):
+            return True
+        if len(path) <= _ORDINARY_MAX_LEN:  # long paths are not kept: bounded memory
+            if len(self.ordinary) >= _ORDINARY_SIZE:
+                self.ordinary.clear()
+            self.ordinary.add(path)
+        return False
+
+    def _matches(self, path: str) -> bool:
         lowered = path.lower()
         chunks = self._chunks
         if chunks is not None and "%" not in lowered:
@@ -124,7 +142,7 @@ class ManagementGuard:
         A management path needs *host* in ``manage_hosts`` and *client* inside
         ``manage_networks``; an unknown client (``None``) is refused.
         """
-        if not self.is_management(path):
+        if path in self.ordinary or not self.is_management(path):
             return True
         if not self._hosts or normalise_host(host) not in self._hosts:
             return False
