@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from harness import Case, parse_options, run_interleaved
+from harness import Case, evaluate_ratio_targets, parse_options, run_interleaved
 from harness import machine_info as harness_machine_info
 
 # -- shared inputs ------------------------------------------------------------------
@@ -429,24 +429,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def evaluate_targets(groups: list[Group]) -> list[dict[str, Any]]:
-    cases = {c.key: c for g in groups for c in g.cases}
-    results = []
-    for name, mine, peer, limit, gating in TARGETS:
-        ratio = cases[mine].best_us / cases[peer].best_us
-        results.append(
-            {
-                "name": name,
-                "sitewarden": mine,
-                "peer": peer,
-                "sitewarden_us": cases[mine].best_us,
-                "peer_us": cases[peer].best_us,
-                "ratio": ratio,
-                "limit": limit,
-                "passed": ratio <= limit,
-                "gating": gating,
-            }
-        )
-    return results
+    return evaluate_ratio_targets([c for g in groups for c in g.cases], TARGETS)
 
 
 def print_report(

@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from harness import Case, machine_info, parse_options, run_interleaved
+from harness import Case, evaluate_ratio_targets, machine_info, parse_options, run_interleaved
 
 ADDRESSES = [f"203.0.{i >> 8}.{i & 255}" for i in range(1000)]
 RULES = {
@@ -268,26 +268,7 @@ def redis_group(server: RedisServer) -> tuple[Group, Any]:
 
 
 def evaluate_targets(groups: list[Group]) -> list[dict[str, Any]]:
-    cases = {c.key: c for g in groups for c in g.cases}
-    results = []
-    for name, mine, peer, limit, gating in TARGETS:
-        if mine not in cases or peer not in cases:
-            continue
-        ratio = cases[mine].best_us / cases[peer].best_us
-        results.append(
-            {
-                "name": name,
-                "sitewarden": mine,
-                "peer": peer,
-                "sitewarden_us": cases[mine].best_us,
-                "peer_us": cases[peer].best_us,
-                "ratio": ratio,
-                "limit": limit,
-                "passed": ratio <= limit,
-                "gating": gating,
-            }
-        )
-    return results
+    return evaluate_ratio_targets([c for g in groups for c in g.cases], TARGETS)
 
 
 def print_report(

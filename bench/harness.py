@@ -109,3 +109,33 @@ def parse_options(description: str, argv: list[str] | None) -> argparse.Namespac
     if args.target_time is None:
         args.target_time = 0.02 if args.quick else 0.2
     return args
+
+
+def evaluate_ratio_targets(
+    cases: list[Case], targets: list[tuple[str, str, str, float, bool]]
+) -> list[dict[str, Any]]:
+    """Compare best times: each target is ``(name, sitewarden case, peer case, limit, gating)``.
+
+    A target whose cases were not measured (a group skipped, e.g. no redis-server) is left
+    out rather than failed.
+    """
+    best = {c.key: c for c in cases}
+    results = []
+    for name, mine, peer, limit, gating in targets:
+        if mine not in best or peer not in best:
+            continue
+        ratio = best[mine].best_us / best[peer].best_us
+        results.append(
+            {
+                "name": name,
+                "sitewarden": mine,
+                "peer": peer,
+                "sitewarden_us": best[mine].best_us,
+                "peer_us": best[peer].best_us,
+                "ratio": ratio,
+                "limit": limit,
+                "passed": ratio <= limit,
+                "gating": gating,
+            }
+        )
+    return results
