@@ -5,6 +5,7 @@ The helpers at the top (no ``test_`` prefix) are shared by the framework adapter
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -491,3 +492,28 @@ def test_asgi_websocket_same_origin_and_non_browser_clients_pass() -> None:
         with client.websocket_connect(f"wss://{HOST}/ws", headers=headers) as ws:
             ws.receive_text()
     assert rec.calls == 2
+
+
+def test_asgi_headers_read_only_by_refusals_still_reach_them(
+    asgi: tuple[TestClient, Recorder, Warden],
+) -> None:
+    """Accept and User-Agent are not decoded up front, yet refusals and reports see them."""
+    client, _, warden = asgi
+    r = client.post(
+        "/change", content=b"a=1", headers={**FORM, **CROSS_SITE, "accept": "application/json"}
+    )
+    assert r.status_code == 403 and r.headers["content-type"].startswith("application/json")
+    r = client.post(
+        "/change", content=b"a=1", headers={**FORM, **CROSS_SITE, "accept": "text/html"}
+    )
+    assert r.status_code == 403 and r.headers["content-type"].startswith("text/html")
+    report = {"csp-report": {"document-uri": "https://example.org/", "blocked-uri": "inline"}}
+    sent = client.post(
+        REPORT_PATH,
+        content=json.dumps(report).encode(),
+        headers={**REPORT_HEADERS, "user-agent": "Agent/7"},
+    )
+    assert 200 <= sent.status_code < 300
+    from sitewarden.reports import list_reports
+
+    assert list_reports(warden.store, 1)[0]["user_agent"] == "Agent/7"

@@ -203,7 +203,7 @@ class ReportReceiver:
             doc = json.loads(bytes(body))
         except (ValueError, RecursionError):  # JSON, UTF-8 and huge-integer errors
             return _reply(400, "malformed JSON\n")
-        agent = view.headers.get("user-agent", "")
+        agent = view.header("user-agent") or ""
         now = time.time()
         if media == "application/csp-report":
             inner = doc.get("csp-report") if isinstance(doc, dict) else None

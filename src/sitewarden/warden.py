@@ -195,9 +195,9 @@ class Warden:
             name.encode("latin-1")
             for name in (
                 "host", "cookie", "origin", "referer", "sec-fetch-site", "content-type",
-                "content-length", "accept", "x-forwarded-for", "x-forwarded-proto",
+                "content-length", "x-forwarded-for", "x-forwarded-proto",
                 "x-forwarded-host", "forwarded", "access-control-request-method",
-                "access-control-request-headers", "user-agent", p.csrf_header.lower(),
+                "access-control-request-headers", p.csrf_header.lower(),
             )
         )  # fmt: skip
         name = self.sessions.cookie_name
@@ -515,7 +515,7 @@ class Warden:
             self._event("csrf.would_refuse", ex, reason=reason)
             return
         self._event("csrf.refused", ex, reason=reason)
-        ex.reply = self._csrf_guard.refusal(reason or "refused", ex.view.headers.get("accept", ""))
+        ex.reply = self._csrf_guard.refusal(reason or "refused", ex.view.header("accept") or "")
 
     def _csrf_store_failure(self, ex: Exchange, exc: StoreError) -> None:
         """Refuse (503) an authenticator that cannot be checked, whatever the policy.

@@ -94,6 +94,7 @@ def view_from_scope(
         headers,
         client[0] if client else None,
         server[1] if server else None,
+        raw,  # the rest, decoded only if a refusal reads it (view.header)
     )
 
 

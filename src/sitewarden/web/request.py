@@ -7,7 +7,7 @@ it is. This is what keeps every security decision testable without a server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["Reply", "RequestView"]
@@ -19,6 +19,8 @@ class RequestView:
 
     ``headers`` maps lower-case names to values; repeated headers are joined with ``", "``
     (``cookie`` with ``"; "``). ``client`` is the socket peer address, never a forwarded one.
+    An adapter may decode up front only the headers the guards read on every request and
+    keep the rest in ``raw_headers`` (ASGI's byte pairs): :meth:`header` finds either.
     """
 
     method: str
@@ -29,6 +31,17 @@ class RequestView:
     headers: Mapping[str, str] = field(default_factory=dict)
     client: str | None = None
     server_port: int | None = None
+    raw_headers: Sequence[tuple[bytes, bytes]] = ()
+
+    def header(self, name: str) -> str | None:
+        """Return header *name* (lower-case), decoded up front or not; ``None`` if absent."""
+        value = self.headers.get(name)
+        if value is None and self.raw_headers:
+            key = name.encode("latin-1")
+            parts = [v.decode("latin-1") for n, v in self.raw_headers if n == key]
+            if parts:
+                value = ", ".join(parts)
+        return value
 
 
 @dataclass(slots=True)
