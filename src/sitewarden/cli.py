@@ -19,6 +19,7 @@ from rich.table import Table
 
 from sitewarden import __version__
 from sitewarden.cli_bans import add_bans_parser, run_bans
+from sitewarden.cli_check import add_check_parser, run_check
 from sitewarden.cli_common import EXIT_FAILURE, EXIT_USAGE
 from sitewarden.cli_events import add_events_parser, run_events
 from sitewarden.cli_lockout import add_lockout_parser, run_lockout
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lockout_parser(commands)
     add_bans_parser(commands)
     add_sri_parser(commands)
+    add_check_parser(commands)
 
     keyring = commands.add_parser("keyring", help="inspect and rotate the keyring")
     actions = keyring.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -109,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_lockout(args, console)
         if args.command == "bans":
             return run_bans(args, console)
+        if args.command == "check":
+            return run_check(args, console)
         return _keyring_command(args, console)
     except ConfigError as exc:
         print(f"sitewarden: error: {exc}", file=sys.stderr)

@@ -4,7 +4,7 @@ One :class:`Policy` configures everything. It is built from a preset (``basic``,
 ``balanced`` — the default — or ``strict``) and overrides given as keywords or in a
 ``sitewarden.toml`` file, and is validated completely at start-up: a wrong setting stops
 start-up with a :class:`~sitewarden.errors.ConfigError` that names it. ``sitewarden check``
-(a later release) audits the same object.
+(:mod:`sitewarden.audit`) audits the same object.
 
 The presets are documented header by header in ``docs/presets.md``; the values below are
 the single source of truth.
@@ -297,6 +297,9 @@ class Policy:
 
     # -- store failures ----------------------------------------------------------------
     on_store_failure: str = "closed"
+
+    # -- deploy audit (`sitewarden check`) ---------------------------------------------
+    handled_upstream: tuple[str, ...] = ()  # finding ids or keywords a proxy/CDN handles
 
     def __post_init__(self) -> None:
         """Validate every field; raise :class:`ConfigError` naming the first bad one."""
@@ -604,6 +607,20 @@ def _validate(p: Policy) -> None:
         raise _fail("cors_allow_credentials", "credentials are never allowed with origin '*'")
     _check_choice(p, "on_store_failure", _STORE_FAILURE, optional=False)
     _validate_login_defence(p)
+    _validate_handled_upstream(p)
+
+
+def _validate_handled_upstream(p: Policy) -> None:
+    """Each entry must be a finding id of ``sitewarden check`` or one of its keywords."""
+    from sitewarden.audit.check import CHECKS, UPSTREAM_KEYWORDS  # the audit imports Policy
+
+    for entry in p.handled_upstream:
+        if entry not in CHECKS and entry not in UPSTREAM_KEYWORDS:
+            raise _fail(
+                "handled_upstream",
+                f"{entry!r} is neither a finding id (SW001…) nor one of "
+                f"{', '.join(sorted(UPSTREAM_KEYWORDS))}",
+            )
 
 
 #: OWASP's Argon2id minimums: (memory KiB, iterations) pairs of equal strength, p = 1.
