@@ -24,6 +24,7 @@ from sitewarden.cli_common import EXIT_FAILURE, EXIT_USAGE
 from sitewarden.cli_events import add_events_parser, run_events
 from sitewarden.cli_lockout import add_lockout_parser, run_lockout
 from sitewarden.cli_reports import add_reports_parser, add_sri_parser, run_reports, run_sri
+from sitewarden.cli_scan import add_scan_parser, run_scan
 from sitewarden.demo.cli import add_demo_parser, run_demo
 from sitewarden.errors import ConfigError, SitewardenError
 from sitewarden.keyring import DEFAULT_RINGS, KeyManager, Keyring
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bans_parser(commands)
     add_sri_parser(commands)
     add_check_parser(commands)
+    add_scan_parser(commands)
 
     keyring = commands.add_parser("keyring", help="inspect and rotate the keyring")
     actions = keyring.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -113,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_bans(args, console)
         if args.command == "check":
             return run_check(args, console)
+        if args.command == "scan":
+            return run_scan(args, console)
         return _keyring_command(args, console)
     except ConfigError as exc:
         print(f"sitewarden: error: {exc}", file=sys.stderr)

@@ -1,0 +1,125 @@
+"""The ``sitewarden scan`` command: grade live sites as the Mozilla HTTP Observatory does.
+
+``sitewarden scan URL [URL…] [--format text|json] [--fail-under GRADE] [--ca FILE]
+[--http-port N] [--https-port N] [--timeout S] [--concurrency N]`` fetches each site
+(:mod:`sitewarden.audit.scan`) and grades it with the port of the Observatory's grader
+(:mod:`sitewarden.audit.observatory`); see ``docs/scan.md``.
+
+Exit status: 0 when every site was graded at or above ``--fail-under`` (default: no
+threshold), 1 when a site could not be scanned or graded below it, 2 for bad usage.
+JSON: one object per site, ``{"url", "grade", "score", "tests", "findings"}`` or
+``{"url", "error"}``; a list when several URLs are given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from sitewarden.audit.observatory import GRADE_CHART
+from sitewarden.audit.scan import ScanOptions, run_sync, scan_sites
+from sitewarden.cli_common import EXIT_FAILURE, positive
+
+__all__ = ["GRADES", "add_scan_parser", "grade_rank", "run_scan"]
+
+#: Grades from worst to best.
+GRADES: tuple[str, ...] = ("F", "D-", "D", "D+", "C-", "C", "C+", "B-", "B", "B+", "A-", "A", "A+")
+assert set(GRADES) == set(GRADE_CHART.values())
+
+
+def grade_rank(grade: str) -> int:
+    """Return the position of *grade* from worst (0) to best."""
+    return GRADES.index(grade)
+
+
+def _port(text: str) -> int:
+    value = positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port (1-65535), got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value <= 300:
+        raise argparse.ArgumentTypeError(f"expected 0 < seconds ≤ 300, got {value}")
+    return value
+
+
+def add_scan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``scan`` command to *subparsers*."""
+    text = "grade live sites like the Mozilla HTTP Observatory"
+    parser = subparsers.add_parser("scan", help=text, description=text)
+    parser.add_argument("urls", nargs="+", metavar="URL", help="site URL (or bare host name)")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    parser.add_argument(
+        "--fail-under",
+        choices=GRADES,
+        default=None,
+        metavar="GRADE",
+        help="exit 1 when a site grades below GRADE (A+, A, A-, B+ … F)",
+    )
+    parser.add_argument("--ca", type=Path, default=None, metavar="FILE", help="extra CA (PEM)")
+    parser.add_argument("--http-port", type=_port, default=None, help="port of the http:// side")
+    parser.add_argument("--https-port", type=_port, default=None, help="port of the https:// side")
+    parser.add_argument(
+        "--timeout", type=_seconds, default=10.0, help="seconds per request (default 10)"
+    )
+    parser.add_argument(
+        "--concurrency", type=positive, default=4, help="sites scanned at once (default 4)"
+    )
+
+
+def run_scan(args: argparse.Namespace, console: Console) -> int:
+    """Run ``sitewarden scan``; return the exit status."""
+    ca: Path | None = getattr(args, "ca", None)
+    if ca is not None and not ca.is_file():
+        results: list[dict[str, Any]] = [
+            {"url": url, "error": f"the CA file {ca} does not exist"} for url in args.urls
+        ]
+    else:
+        opts = ScanOptions(
+            ca=ca,
+            http_port=getattr(args, "http_port", None),
+            https_port=getattr(args, "https_port", None),
+            timeout=getattr(args, "timeout", 10.0),
+        )
+        results = run_sync(scan_sites(list(args.urls), opts, getattr(args, "concurrency", 4)))
+    if getattr(args, "format", "text") == "json":
+        console.print_json(json.dumps(results[0] if len(results) == 1 else results))
+    else:
+        for result in results:
+            _print_text(console, result)
+    threshold = getattr(args, "fail_under", None)
+    failed = any(
+        "error" in r or (threshold and grade_rank(r["grade"]) < grade_rank(threshold))
+        for r in results
+    )
+    return EXIT_FAILURE if failed else 0
+
+
+def _print_text(console: Console, result: dict[str, Any]) -> None:
+    if "error" in result:
+        console.print(Text(f"{result['url']}: error: {result['error']}", style="red"))
+        return
+    title = f"{result['url']}: {result['grade']} ({result['score']})"
+    table = Table(title=Text(title), title_justify="left")
+    for column in ("test", "result", "score", "pass"):
+        table.add_column(column, overflow="fold")
+    for name, test in result["tests"].items():
+        table.add_row(
+            Text(name),
+            Text(str(test["result"])),
+            Text(f"{test['score_modifier']:+d}"),
+            Text("yes" if test["pass"] else "no", style="green" if test["pass"] else "red"),
+        )
+    console.print(table)

@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+// Grade many paths of one local site with Mozilla's HTTP Observatory, in one Node process.
+//
+//   node tests/observatory/grade_many.mjs < cases.json
+//
+// stdin: {"host": "127.0.0.1", "cases": [{"id": "...", "path": "/c/x", "httpsPort": "8443",
+//          "httpPort": "8080"}, ...]}   (a missing port means "nothing listens there")
+// stdout: {"<id>": {"grade", "score", "tests": {name: {result, scoreModifier, pass}}}
+//          or {"error": "..."}, ...}
+//
+// Each case runs exactly what grade.mjs runs (the package's retrieve() with ports, then the
+// body of its scan(), src/scanner/index.js of v1.4.8); batching only saves starting Node
+// once per case. Trust the site's CA with NODE_EXTRA_CA_CERTS, as for grade.mjs.
+
+import fs from "node:fs";
+import path from "node:path";
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+const PKG = "@mdn/mdn-http-observatory";
+const pkgDir = path.dirname(require.resolve(`${PKG}/package.json`));
+
+const preload = path.join(pkgDir, "conf", "hsts-preload.json");
+if (!fs.existsSync(preload)) {
+  fs.writeFileSync(preload, "{}\n");
+}
+
+const deep = (p) => import(path.join(pkgDir, "src", p));
+const { retrieve } = await deep("retriever/retriever.js");
+const { ALL_TESTS } = await deep("constants.js");
+const { getGradeForScore, getScoreModifier } = await deep("grader/grader.js");
+const { MINIMUM_SCORE_FOR_EXTRA_CREDIT } = await deep("grader/charts.js");
+
+const CLOSED = "1";
+const input = JSON.parse(fs.readFileSync(0, "utf8"));
+const out = {};
+
+for (const c of input.cases) {
+  let r;
+  try {
+    r = await retrieve(input.host, {
+      httpPort: c.httpPort ?? CLOSED,
+      httpsPort: c.httpsPort ?? CLOSED,
+      path: c.path,
+    });
+  } catch (e) {
+    out[c.id] = { error: `retrieval failed: ${e instanceof Error ? e.message : String(e)}` };
+    continue;
+  }
+  // From here on: the body of the package's scan() (src/scanner/index.js, v1.4.8).
+  if (!r.responses.auto) {
+    out[c.id] = { error: "The site seems to be down." };
+    continue;
+  }
+  const { status } = r.responses.auto;
+  if (status < 200 || (status >= 400 && ![401, 403].includes(status))) {
+    out[c.id] = { error: `Site did respond with an unexpected HTTP status code ${status}.` };
+    continue;
+  }
+  const results = ALL_TESTS.map((test) => test(r));
+  let scoreWithExtraCredit = 100;
+  let uncurvedScore = 100;
+  const tests = {};
+  for (const result of results) {
+    if (result.result) {
+      result.scoreModifier = getScoreModifier(result.result);
+      scoreWithExtraCredit += result.scoreModifier;
+      if (result.scoreModifier < 0) {
+        uncurvedScore += result.scoreModifier;
+      }
+    }
+    tests[result.constructor.name] = {
+      result: result.result,
+      scoreModifier: result.scoreModifier ?? 0,
+      pass: result.pass,
+    };
+  }
+  const score =
+    uncurvedScore >= MINIMUM_SCORE_FOR_EXTRA_CREDIT ? scoreWithExtraCredit : uncurvedScore;
+  const final = getGradeForScore(score);
+  out[c.id] = { grade: final.grade, score: final.score, tests };
+}
+console.log(JSON.stringify(out));
