@@ -1,6 +1,6 @@
 """The ``sitewarden scan`` command: grade live sites as the Mozilla HTTP Observatory does.
 
-``sitewarden scan URL [URL…] [--format text|json] [--fail-under GRADE] [--ca FILE]
+``sitewarden scan [URL…] [--from FILE] [--format text|json] [--fail-under GRADE] [--ca FILE]
 [--http-port N] [--https-port N] [--timeout S] [--concurrency N]`` fetches each site
 (:mod:`sitewarden.audit.scan`) and grades it with the port of the Observatory's grader
 (:mod:`sitewarden.audit.observatory`); see ``docs/scan.md``.
@@ -8,25 +8,28 @@
 Exit status: 0 when every site was graded at or above ``--fail-under`` (default: no
 threshold), 1 when a site could not be scanned or graded below it, 2 for bad usage.
 JSON: one object per site, ``{"url", "grade", "score", "tests", "findings"}`` or
-``{"url", "error"}``; a list when several URLs are given.
+``{"url", "error"}``; a list when several URLs are given. Text: one site's tests and
+findings, or, for several sites, a progress bar on stderr and a summary table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from sitewarden.audit.observatory import GRADE_CHART
 from sitewarden.audit.scan import ScanOptions, run_sync, scan_sites
-from sitewarden.cli_common import EXIT_FAILURE, positive
+from sitewarden.cli_common import EXIT_FAILURE, EXIT_USAGE, positive
 
-__all__ = ["GRADES", "add_scan_parser", "grade_rank", "run_scan"]
+__all__ = ["GRADES", "add_scan_parser", "grade_rank", "read_url_file", "run_scan"]
 
 #: Grades from worst to best.
 GRADES: tuple[str, ...] = ("F", "D-", "D", "D+", "C-", "C", "C+", "B-", "B", "B+", "A-", "A", "A+")
@@ -59,7 +62,15 @@ def add_scan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     """Add the ``scan`` command to *subparsers*."""
     text = "grade live sites like the Mozilla HTTP Observatory"
     parser = subparsers.add_parser("scan", help=text, description=text)
-    parser.add_argument("urls", nargs="+", metavar="URL", help="site URL (or bare host name)")
+    parser.add_argument("urls", nargs="*", metavar="URL", help="site URL (or bare host name)")
+    parser.add_argument(
+        "--from",
+        dest="from_file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also scan the URLs of FILE (one per line, '#' starts a comment; '-' is stdin)",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output")
     parser.add_argument(
         "--fail-under",
@@ -79,12 +90,35 @@ def add_scan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     )
 
 
+def read_url_file(text: str) -> list[str]:
+    """Return the URLs of a ``--from`` file: one per line, blank lines and comments skipped."""
+    urls = []
+    for line in text.splitlines():
+        url = line.split(" #", 1)[0].strip()
+        if url and not url.startswith("#"):
+            urls.append(url)
+    return urls
+
+
 def run_scan(args: argparse.Namespace, console: Console) -> int:
     """Run ``sitewarden scan``; return the exit status."""
+    urls = list(getattr(args, "urls", []))
+    source: Path | None = getattr(args, "from_file", None)
+    if source is not None:
+        try:
+            text = sys.stdin.read() if str(source) == "-" else source.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"sitewarden: error: cannot read {source}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        urls += read_url_file(text)
+    if not urls:
+        print("sitewarden: error: no URL to scan (give URLs or --from FILE)", file=sys.stderr)
+        return EXIT_USAGE
+    text_mode = getattr(args, "format", "text") != "json"
     ca: Path | None = getattr(args, "ca", None)
     if ca is not None and not ca.is_file():
         results: list[dict[str, Any]] = [
-            {"url": url, "error": f"the CA file {ca} does not exist"} for url in args.urls
+            {"url": url, "error": f"the CA file {ca} does not exist"} for url in urls
         ]
     else:
         opts = ScanOptions(
@@ -93,18 +127,63 @@ def run_scan(args: argparse.Namespace, console: Console) -> int:
             https_port=getattr(args, "https_port", None),
             timeout=getattr(args, "timeout", 10.0),
         )
-        results = run_sync(scan_sites(list(args.urls), opts, getattr(args, "concurrency", 4)))
-    if getattr(args, "format", "text") == "json":
+        concurrency = getattr(args, "concurrency", 4)
+        if text_mode and len(urls) > 1:
+            results = _scan_with_progress(urls, opts, concurrency)
+        else:
+            results = run_sync(scan_sites(urls, opts, concurrency))
+    if not text_mode:
         console.print_json(json.dumps(results[0] if len(results) == 1 else results))
+    elif len(results) == 1:
+        _print_text(console, results[0])
     else:
-        for result in results:
-            _print_text(console, result)
+        _print_summary(console, results)
     threshold = getattr(args, "fail_under", None)
     failed = any(
         "error" in r or (threshold and grade_rank(r["grade"]) < grade_rank(threshold))
         for r in results
     )
     return EXIT_FAILURE if failed else 0
+
+
+def _scan_with_progress(
+    urls: list[str], opts: ScanOptions, concurrency: int
+) -> list[dict[str, Any]]:
+    progress = Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[errors]} errors"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = progress.add_task("scan", total=len(urls), errors=0)
+    errors = 0
+
+    def done(result: dict[str, Any]) -> None:
+        nonlocal errors
+        errors += "error" in result
+        progress.update(task, advance=1, errors=errors)
+
+    with progress:
+        return run_sync(scan_sites(urls, opts, concurrency, on_done=done))
+
+
+def _print_summary(console: Console, results: list[dict[str, Any]]) -> None:
+    graded = [r for r in results if "error" not in r]
+    title = f"{len(results)} sites: {len(graded)} graded, {len(results) - len(graded)} errors"
+    table = Table(title=Text(title), title_justify="left")
+    for column in ("url", "grade", "score", "findings", "error"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        if "error" in r:
+            table.add_row(Text(r["url"]), "", "", "", Text(r["error"], style="red"))
+        else:
+            extra = sum(1 for f in r["findings"] if f.get("kind") == "extra")
+            count = f"{len(r['findings']) - extra} + {extra} extra"
+            table.add_row(Text(r["url"]), Text(r["grade"]), str(r["score"]), Text(count), "")
+    console.print(table)
 
 
 def _print_text(console: Console, result: dict[str, Any]) -> None:
@@ -123,3 +202,16 @@ def _print_text(console: Console, result: dict[str, Any]) -> None:
             Text("yes" if test["pass"] else "no", style="green" if test["pass"] else "red"),
         )
     console.print(table)
+    extras = [f for f in result["findings"] if f.get("kind") == "extra"]
+    if extras:
+        table = Table(title=Text("beyond the Observatory (not scored)"), title_justify="left")
+        for column in ("severity", "finding", "fix", "setting"):
+            table.add_column(column, overflow="fold")
+        for f in extras:
+            table.add_row(
+                Text(f["severity"]),
+                Text(f"{f['result']}: {f['detail']}"),
+                Text(f["fix"]),
+                Text(f["setting"] or "-"),
+            )
+        console.print(table)
