@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from harness import Case, evaluate_ratio_targets, parse_options, run_interleaved
+from harness import Case, evaluate_ratio_targets, json_document, parse_options, run_interleaved
 from harness import machine_info as harness_machine_info
 
 # -- shared inputs ------------------------------------------------------------------
@@ -477,39 +477,14 @@ def main(argv: list[str] | None = None) -> int:
         run_group(group, args.repeats, args.target_time)
     elapsed = time.perf_counter() - started
     targets = evaluate_targets(groups)
-
+    passed = all(t["passed"] for t in targets if t["gating"])
     if args.json:
-        doc = {
-            "machine": info,
-            "mode": "quick" if args.quick else "full",
-            "repeats": args.repeats,
-            "target_time": args.target_time,
-            "elapsed_s": round(elapsed, 2),
-            "groups": {
-                g.key: {
-                    "title": g.title,
-                    "baseline": g.baseline,
-                    "cases": {
-                        c.key: {
-                            "label": c.label,
-                            "best_us": c.best_us,
-                            "median_us": sorted(c.samples)[len(c.samples) // 2] * 1e6,
-                            "loops": c.number,
-                            "samples_us": [s * 1e6 for s in c.samples],
-                        }
-                        for c in g.cases
-                    },
-                }
-                for g in groups
-            },
-            "targets": targets,
-            "passed": all(t["passed"] for t in targets if t["gating"]),
-        }
+        doc = json_document(info, args, elapsed, groups, targets=targets, passed=passed)
         print(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         print_report(info, groups, targets, args)
         print(f"\n({elapsed:.1f} s)")
-    return 0 if all(t["passed"] for t in targets if t["gating"]) else 1
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -45,7 +45,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from harness import Case, evaluate_ratio_targets, machine_info, parse_options, run_interleaved
+from harness import (
+    Case,
+    evaluate_ratio_targets,
+    json_document,
+    machine_info,
+    parse_options,
+    run_interleaved,
+)
 
 ADDRESSES = [f"203.0.{i >> 8}.{i & 255}" for i in range(1000)]
 RULES = {
@@ -353,33 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     targets = evaluate_targets(groups)
     passed = all(t["passed"] for t in targets if t["gating"])
     if args.json:
-        doc = {
-            "machine": info,
-            "mode": "quick" if args.quick else "full",
-            "repeats": args.repeats,
-            "target_time": args.target_time,
-            "elapsed_s": round(elapsed, 2),
-            "groups": {
-                g.key: {
-                    "title": g.title,
-                    "baseline": g.baseline,
-                    "cases": {
-                        c.key: {
-                            "label": c.label,
-                            "best_us": c.best_us,
-                            "median_us": c.median_us,
-                            "loops": c.number,
-                            "samples_us": [s * 1e6 for s in c.samples],
-                        }
-                        for c in g.cases
-                    },
-                }
-                for g in groups
-            },
-            "notes": notes,
-            "targets": targets,
-            "passed": passed,
-        }
+        doc = json_document(
+            info, args, elapsed, groups, notes=notes, targets=targets, passed=passed
+        )
         print(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         print_report(info, groups, targets, args, notes)

@@ -139,3 +139,38 @@ def evaluate_ratio_targets(
             }
         )
     return results
+
+
+def json_document(
+    info: dict[str, Any], args: Any, elapsed: float, groups: list[Any], **extra: Any
+) -> dict[str, Any]:
+    """The ``--json`` report: machine, mode, every case of every group, then *extra*.
+
+    *groups* are objects with ``key``, ``title``, ``baseline`` and ``cases`` (a list of
+    :class:`Case`), as both grouped benchmarks define them.
+    """
+    return {
+        "machine": info,
+        "mode": "quick" if args.quick else "full",
+        "repeats": args.repeats,
+        "target_time": args.target_time,
+        "elapsed_s": round(elapsed, 2),
+        "groups": {
+            g.key: {
+                "title": g.title,
+                "baseline": g.baseline,
+                "cases": {
+                    c.key: {
+                        "label": c.label,
+                        "best_us": c.best_us,
+                        "median_us": c.median_us,
+                        "loops": c.number,
+                        "samples_us": [s * 1e6 for s in c.samples],
+                    }
+                    for c in g.cases
+                },
+            }
+            for g in groups
+        },
+        **extra,
+    }

@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from sitewarden.demo.accounts import MAX_PASSWORD, Account
-from sitewarden.demo.pages import NO_STORE, Pages, client_of, field
+from sitewarden.demo.pages import NO_STORE, PageGroup, client_of, field
 from sitewarden.demo.signin import locked_message, looks_like_totp
 from sitewarden.errors import TotpError
 from sitewarden.web.starlette import exchange
@@ -51,15 +51,8 @@ MAX_STRENGTH_BODY = 4096
 _WRONG_CODE = "That code is wrong, was used already, or too many codes were tried; try again."
 
 
-class AccountPages:
+class AccountPages(PageGroup):
     """The routes under ``/account``."""
-
-    def __init__(self, pages: Pages) -> None:
-        """Use *pages*' warden, accounts and templates."""
-        self.pages = pages
-        self.warden = pages.warden
-        self.accounts = pages.accounts
-        self.store = pages.store
 
     def routes(self) -> list[Route]:
         """Return this group's routes."""

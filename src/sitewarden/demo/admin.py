@@ -21,7 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from sitewarden.demo.accounts import new_password
-from sitewarden.demo.pages import Pages, field
+from sitewarden.demo.pages import PageGroup, Pages, field
 from sitewarden.events_store import recent
 from sitewarden.keyring import USER_RING_PREFIX
 from sitewarden.reports import list_reports
@@ -35,15 +35,8 @@ EVENTS_SHOWN = 50
 _COLUMNS = ("event", "time", "client", "user", "login", "path", "reason")
 
 
-class AdminPages:
+class AdminPages(PageGroup):
     """The routes under ``/manage``."""
-
-    def __init__(self, pages: Pages) -> None:
-        """Use *pages*' warden, accounts and templates."""
-        self.pages = pages
-        self.warden = pages.warden
-        self.accounts = pages.accounts
-        self.store = pages.store
 
     def routes(self) -> list[Route]:
         """Return this group's routes."""

@@ -28,6 +28,7 @@ __all__ = [
     "NO_STORE",
     "STATIC_DIR",
     "TEMPLATES_DIR",
+    "PageGroup",
     "Pages",
     "client_of",
     "duration",
@@ -151,3 +152,14 @@ def duration(seconds: object) -> str:
 
 def _plural(count: int, unit: str) -> str:
     return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+
+
+class PageGroup:
+    """A group of routes sharing the site's :class:`Pages` (warden, accounts, store)."""
+
+    def __init__(self, pages: Pages) -> None:
+        """Use *pages*' warden, accounts, store and templates."""
+        self.pages = pages
+        self.warden = pages.warden
+        self.accounts = pages.accounts
+        self.store = pages.store
