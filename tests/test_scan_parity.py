@@ -17,8 +17,10 @@ skipped, unless ``SITEWARDEN_REQUIRE_SERVICES=1`` (CI) — the pattern of test_o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,8 +30,9 @@ from typing import Any
 import pytest
 
 from sitewarden.audit.observatory import grade as py_grade
+from sitewarden.audit.preload import parse_preload
 from sitewarden.audit.scan import ScanOptions, retrieve, run_sync
-from tests.browser.conftest import Tls, UvicornThread, free_port, make_tls, wait_healthy
+from tests.browser.conftest import Tls, UvicornThread, free_port, wait_healthy
 from tests.test_observatory import HARNESS_DIR, node  # noqa: F401 - the fixture
 
 HARNESS = HARNESS_DIR / "grade_many.mjs"
@@ -64,6 +67,8 @@ class Case:
     hop_cookies: list[str] = field(default_factory=list)
     #: Headers of the answer to OPTIONS.
     cors: list[tuple[str, str]] = field(default_factory=list)
+    #: The host name the site is scanned as (:data:`NAMES` resolve it to 127.0.0.1).
+    host: str = "127.0.0.1"
 
 
 def _cases() -> list[Case]:
@@ -277,9 +282,82 @@ def _cases() -> list[Case]:
         Case("bare", [], http="serve"),
         Case("bare-redirect", []),
     ]
+    cases += _named_cases()
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     return cases
+
+
+#: The HSTS preload list of the corpus, in the Observatory's conf/hsts-preload.json format
+#: (both scanners get it: the npm one in its Map, sitewarden through parse_preload).
+PRELOAD: dict[str, dict[str, Any]] = {
+    "preloaded.test": {"includeSubDomains": False, "mode": "force-https"},
+    "parent.test": {"includeSubDomains": True, "mode": "force-https"},
+    "flat.test": {"includeSubDomains": False, "mode": "force-https"},
+    "pinned.test": {"includeSubDomains": True, "mode": ""},  # pinning only: not preloaded
+}
+#: Host names of the corpus (resolved to 127.0.0.1 by both scanners, without DNS).
+NAMES = (
+    "preloaded.test", "www.parent.test", "deep.www.parent.test", "www.flat.test",
+    "www.pinned.test", "www.example.co.uk", "a.github.io", "www.example.test",
+)  # fmt: skip
+
+
+def _named_cases() -> list[Case]:
+    """Sites scanned by name: the HSTS preload list, and registrable domains for SRI."""
+    no_script = "<p>no scripts</p>"
+    cases = [
+        Case("preload-exact", list(STRICT), host="preloaded.test"),
+        Case("preload-exact-hop", list(STRICT), host="preloaded.test", http="http-hop"),
+        Case(
+            "preload-exact-no-hsts",
+            without_hsts := [h for h in STRICT if h[0] != "strict-transport-security"],
+            host="preloaded.test",
+        ),
+        Case("preload-parent", list(STRICT), host="www.parent.test"),
+        Case("preload-parent-deep", list(STRICT), host="deep.www.parent.test"),
+        Case("preload-parent-no-subdomains", list(STRICT), host="www.flat.test"),
+        Case("preload-pinning-only", list(STRICT), host="www.pinned.test"),
+        Case("preload-elsewhere", list(STRICT), host="preloaded.test", http="elsewhere"),
+        Case("preload-no-hsts-serve", without_hsts, host="www.parent.test", http="serve"),
+        Case("psl-no-scripts", list(STRICT), body=no_script, host="www.example.co.uk"),
+    ]
+    scripts = {
+        # other.co.uk is another registrable domain under the public suffix co.uk
+        "psl-foreign": '<script src="https://cdn.other.co.uk/a.js"></script>',
+        "psl-same": '<script src="https://static.example.co.uk/a.js"></script>',
+        "psl-suffix-only": '<script src="https://co.uk/a.js"></script>',
+        "psl-foreign-http": '<script src="http://cdn.other.co.uk/a.js"></script>',
+    }
+    for name, body in scripts.items():
+        cases.append(Case(name, list(STRICT), body=body, host="www.example.co.uk"))
+    # github.io is a private-section suffix: tldts ignores that section by default
+    cases.append(
+        Case(
+            "psl-private-suffix",
+            list(STRICT),
+            host="a.github.io",
+            body='<script src="https://b.github.io/a.js"></script>',
+        )
+    )
+    # an unknown top-level label is its own public suffix
+    cases.append(
+        Case(
+            "psl-unknown-tld",
+            list(STRICT),
+            host="www.example.test",
+            body='<script src="https://cdn.example.test/a.js"></script>',
+        )
+    )
+    cases.append(
+        Case(
+            "psl-unknown-tld-foreign",
+            list(STRICT),
+            host="www.example.test",
+            body='<script src="https://cdn.other.test/a.js"></script>',
+        )
+    )
+    return cases  # fmt: skip
 
 
 CASES = _cases()
@@ -316,7 +394,7 @@ def answer(
     case: Case, scheme: str, method: str, step: str, https_port: int
 ) -> tuple[int, list[tuple[str, str]], bytes]:
     base = f"/c/{case.id}"
-    https_page = f"https://127.0.0.1:{https_port}{base}"
+    https_page = f"https://{case.host}:{https_port}{base}"
     if method == "OPTIONS":
         return 204, list(case.cors), b""
     if scheme == "http" and case.http != "serve":
@@ -345,9 +423,86 @@ class Site:
     tls: Tls
 
 
+def _named_tls(directory: Path) -> Tls:
+    """A CA of the test's own, and a server certificate for 127.0.0.1 and :data:`NAMES`.
+
+    (The demo's CA is name-constrained to the loopback names, as a local CA should be.)
+    """
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def build(
+        subject: str,
+        issuer: x509.Name | None,
+        key: ec.EllipticCurvePrivateKey,
+        signer: ec.EllipticCurvePrivateKey,
+        ca: bool,
+    ) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+        else:
+            sans: list[x509.GeneralName] = [x509.DNSName(n) for n in ("localhost", *NAMES)]
+            sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = build("sitewarden parity test CA", None, ca_key, ca_key, True)
+    cert = build("parity corpus", ca.subject, key, ca_key, False)
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server-key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return Tls(*paths)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _resolving_names() -> Iterator[None]:
+    """Resolve :data:`NAMES` to 127.0.0.1 in this process (what grade_many.mjs does)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, bytes):
+            host = host.decode("ascii")
+        return real("127.0.0.1" if host in NAMES else host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = real  # type: ignore[assignment]
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tls = make_tls(tmp_path_factory.mktemp("parity-tls"))
+    tls = _named_tls(tmp_path_factory.mktemp("parity-tls"))
     https_port, http_port = free_port(), free_port()
     app = corpus_app(https_port)
     servers = [UvicornThread(app, https_port, tls).start(), UvicornThread(app, http_port).start()]
@@ -390,6 +545,7 @@ def _npm(node_bin: str, site: Site, cases: list[Case], ca: Path | None) -> dict[
             "id": case.id,
             "path": f"/c/{case.id}",
             "httpsPort": str(site.https_port),
+            "host": case.host,
         }
         port = _http_port(case, site)
         if port is not None:
@@ -400,7 +556,14 @@ def _npm(node_bin: str, site: Site, cases: list[Case], ca: Path | None) -> dict[
         env["NODE_EXTRA_CA_CERTS"] = str(ca)
     done = subprocess.run(
         [node_bin, str(HARNESS)],
-        input=json.dumps({"host": "127.0.0.1", "cases": entries}),
+        input=json.dumps(
+            {
+                "host": "127.0.0.1",
+                "cases": entries,
+                "resolve": dict.fromkeys(NAMES, "127.0.0.1"),
+                "preload": PRELOAD,
+            }
+        ),
         capture_output=True,
         text=True,
         timeout=600,
@@ -429,10 +592,13 @@ async def _ours(site: Site, cases: list[Case], ca: Path | None) -> dict[str, Any
     out: dict[str, Any] = {}
     sem = asyncio.Semaphore(8)
 
+    preload = parse_preload(json.dumps(PRELOAD), "the corpus list")
+
     async def one(case: Case) -> None:
-        opts = ScanOptions(ca=ca, http_port=_http_port(case, site) or 1)
+        opts = ScanOptions(ca=ca, http_port=_http_port(case, site) or 1, hsts_preload=preload)
         async with sem:
-            retrieved = await retrieve(f"https://127.0.0.1:{site.https_port}/c/{case.id}", opts)
+            url = f"https://{case.host}:{site.https_port}/c/{case.id}"
+            retrieved = await retrieve(url, opts)
         try:
             out[case.id] = py_grade(retrieved)
         except ValueError as exc:
@@ -444,7 +610,8 @@ async def _ours(site: Site, cases: list[Case], ca: Path | None) -> dict[str, Any
 
 @pytest.fixture(scope="module")
 def actual(site: Site) -> dict[str, Any]:
-    return run_sync(_ours(site, CASES, site.tls.ca))
+    with _resolving_names():
+        return run_sync(_ours(site, CASES, site.tls.ca))
 
 
 def _normalise(npm: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The ``sitewarden scan`` command: grade live sites as the Mozilla HTTP Observatory does.
 
 ``sitewarden scan [URL…] [--from FILE] [--format text|json] [--fail-under GRADE] [--ca FILE]
-[--http-port N] [--https-port N] [--timeout S] [--concurrency N]`` fetches each site
+[--http-port N] [--https-port N] [--timeout S] [--concurrency N] [--hsts-preload FILE]
+[--update-hsts-preload [--hsts-preload-url URL]]`` fetches each site
 (:mod:`sitewarden.audit.scan`) and grades it with the port of the Observatory's grader
 (:mod:`sitewarden.audit.observatory`); see ``docs/scan.md``.
 
@@ -26,6 +27,13 @@ from rich.table import Table
 from rich.text import Text
 
 from sitewarden.audit.observatory import GRADE_CHART
+from sitewarden.audit.preload import (
+    CHROMIUM_URL,
+    PreloadError,
+    default_preload,
+    download_preload,
+    load_preload,
+)
 from sitewarden.audit.scan import ScanOptions, run_sync, scan_sites
 from sitewarden.cli_common import EXIT_FAILURE, EXIT_USAGE, positive
 
@@ -88,6 +96,27 @@ def add_scan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     parser.add_argument(
         "--concurrency", type=positive, default=4, help="sites scanned at once (default 4)"
     )
+    parser.add_argument(
+        "--hsts-preload",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="HSTS preload list: Chromium's transport_security_state_static.json "
+        "or the Observatory's hsts-preload.json (default: the downloaded list, "
+        "else the bundled snapshot)",
+    )
+    parser.add_argument(
+        "--update-hsts-preload",
+        action="store_true",
+        help="download Chromium's HSTS preload list to the user cache first "
+        "(what the Observatory does when installed)",
+    )
+    parser.add_argument(
+        "--hsts-preload-url",
+        default=CHROMIUM_URL,
+        metavar="URL",
+        help="where --update-hsts-preload downloads from (default: Chromium's source)",
+    )
 
 
 def read_url_file(text: str) -> list[str]:
@@ -111,8 +140,24 @@ def run_scan(args: argparse.Namespace, console: Console) -> int:
             print(f"sitewarden: error: cannot read {source}: {exc}", file=sys.stderr)
             return EXIT_USAGE
         urls += read_url_file(text)
+    if getattr(args, "update_hsts_preload", False):
+        url = getattr(args, "hsts_preload_url", CHROMIUM_URL)
+        try:
+            fresh = download_preload(url, timeout=getattr(args, "timeout", 10.0) * 6)
+        except PreloadError as exc:
+            print(f"sitewarden: error: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"HSTS preload list: {len(fresh.entries)} hosts, {fresh.source}", file=sys.stderr)
+        if not urls:
+            return 0
     if not urls:
         print("sitewarden: error: no URL to scan (give URLs or --from FILE)", file=sys.stderr)
+        return EXIT_USAGE
+    preload_file: Path | None = getattr(args, "hsts_preload", None)
+    try:
+        preload = load_preload(preload_file) if preload_file else default_preload()
+    except PreloadError as exc:
+        print(f"sitewarden: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     text_mode = getattr(args, "format", "text") != "json"
     ca: Path | None = getattr(args, "ca", None)
@@ -126,6 +171,7 @@ def run_scan(args: argparse.Namespace, console: Console) -> int:
             http_port=getattr(args, "http_port", None),
             https_port=getattr(args, "https_port", None),
             timeout=getattr(args, "timeout", 10.0),
+            hsts_preload=preload,
         )
         concurrency = getattr(args, "concurrency", 4)
         if text_mode and len(urls) > 1:
@@ -138,6 +184,8 @@ def run_scan(args: argparse.Namespace, console: Console) -> int:
         _print_text(console, results[0])
     else:
         _print_summary(console, results)
+    if text_mode:
+        console.print(Text(f"HSTS preload list: {preload.source}", style="dim"))
     threshold = getattr(args, "fail_under", None)
     failed = any(
         "error" in r or (threshold and grade_rank(r["grade"]) < grade_rank(threshold))

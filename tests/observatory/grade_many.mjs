@@ -4,7 +4,12 @@
 //   node tests/observatory/grade_many.mjs < cases.json
 //
 // stdin: {"host": "127.0.0.1", "cases": [{"id": "...", "path": "/c/x", "httpsPort": "8443",
-//          "httpPort": "8080"}, ...]}   (a missing port means "nothing listens there")
+//          "httpPort": "8080", "host": "name"}, ...]}   (a missing port means "nothing
+//          listens there"; a case's "host" replaces the default)
+//        optional: "resolve": {"www.example.co.uk": "127.0.0.1", ...} answers those names
+//          without DNS (like curl --resolve); "preload": {"host": {"includeSubDomains": true,
+//          "mode": "force-https"}, ...} is the HSTS preload list (the package's
+//          conf/hsts-preload.json format, which its install step would have downloaded).
 // stdout: {"<id>": {"grade", "score", "tests": {name: {result, scoreModifier, pass}}}
 //          or {"error": "..."}, ...}
 //
@@ -12,6 +17,7 @@
 // body of its scan(), src/scanner/index.js of v1.4.8); batching only saves starting Node
 // once per case. Trust the site's CA with NODE_EXTRA_CA_CERTS, as for grade.mjs.
 
+import dns from "node:dns";
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -31,14 +37,40 @@ const { ALL_TESTS } = await deep("constants.js");
 const { getGradeForScore, getScoreModifier } = await deep("grader/grader.js");
 const { MINIMUM_SCORE_FOR_EXTRA_CREDIT } = await deep("grader/charts.js");
 
+const { hsts } = await deep("analyzer/hsts.js");
+
 const CLOSED = "1";
 const input = JSON.parse(fs.readFileSync(0, "utf8"));
 const out = {};
 
+// Names of the corpus that no DNS knows: Node's sockets look names up through dns.lookup.
+const resolve = input.resolve ?? {};
+const lookup = dns.lookup;
+dns.lookup = function (host, options, callback) {
+  if (typeof options === "function") {
+    callback = options;
+    options = {};
+  }
+  const address = resolve[host];
+  if (address === undefined) {
+    return lookup.call(this, host, options, callback);
+  }
+  if (options && options.all) {
+    return process.nextTick(callback, null, [{ address, family: 4 }]);
+  }
+  return process.nextTick(callback, null, address, 4);
+};
+
+// The preload list: the package reads conf/hsts-preload.json once into this Map.
+const preloadMap = hsts();
+for (const [name, entry] of Object.entries(input.preload ?? {})) {
+  preloadMap.set(name, entry);
+}
+
 for (const c of input.cases) {
   let r;
   try {
-    r = await retrieve(input.host, {
+    r = await retrieve(c.host ?? input.host, {
       httpPort: c.httpPort ?? CLOSED,
       httpsPort: c.httpsPort ?? CLOSED,
       path: c.path,

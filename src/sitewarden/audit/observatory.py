@@ -14,24 +14,27 @@ The port follows the package's source (``src/analyzer/tests/*.js``, ``src/analyz
 * the "auto" response is the HTTPS chain's final response when HTTPS answered, else HTTP's;
   cookies are those of the auto chain only (a ``tough-cookie`` jar: same name/domain/path
   replaces, a foreign ``Domain`` or an unsecured ``__Host-``/``__Secure-`` cookie is refused);
-* the redirection test looks at the HTTP chain; the HSTS preload list is empty unless given
-  (the npm package ships without it);
+* the redirection test looks at the HTTP chain; the HSTS preload list is given with the
+  site (:mod:`sitewarden.audit.preload`: the npm package downloads it when installed);
+* SRI compares registrable domains by the public-suffix list's ICANN section (``tldts``);
 * ``max-age=abc`` in HSTS parses to NaN, which the package counts as "at least six months".
 
-Not ported: the HSTS preload list contents, the full public-suffix list (SRI compares
-registrable domains with a two-label approximation), and axios's JSON-parsing of bodies.
+Not ported: axios's JSON-parsing of bodies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
+
+from publicsuffixlist import PublicSuffixList
 
 __all__ = [
     "CORS_ORIGIN",
@@ -183,8 +186,9 @@ class Retrieved:
     https: Fetch | None
     #: The answer to ``OPTIONS`` with ``Origin: CORS_ORIGIN`` on the auto chain's final URL.
     cors: Response | None = None
-    #: Hostnames on the HSTS preload list (``include_subdomains`` flag as the value).
-    preload: dict[str, bool] = field(default_factory=dict)
+    #: The HSTS preload list: host names with their ``include_subdomains`` flag, or a
+    #: function saying whether a host is preloaded (:class:`~sitewarden.audit.preload.HstsPreload`).
+    preload: Mapping[str, bool] | Callable[[str], bool] = field(default_factory=dict)
     #: Responses whose cookies also reach the jar: the ``/robots.txt`` chain, which the
     #: package fetches through its cookie-recording client only after falling back to an
     #: unverified connection (with a verified one, robots.txt cookies are not seen).
@@ -450,6 +454,8 @@ class _Context:
 
     def preloaded(self, hostname: str) -> bool:
         preload = self.site.preload
+        if callable(preload):
+            return preload(hostname)
         if hostname in preload:
             return True
         parts = hostname.split(".")
@@ -844,12 +850,22 @@ _SRI_ORDER = (
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
+@functools.cache
+def _suffixes() -> PublicSuffixList:
+    # tldts (the package's parser) uses the ICANN section only by default, and treats an
+    # unknown top-level label as a public suffix: so does this.
+    return PublicSuffixList(only_icann=True, accept_unknown=True)
+
+
 def _registrable_domain(host: str | None) -> str | None:
-    """Return tldts's ``domain`` (approximated: the last two labels; None for IPs)."""
+    """Return tldts's ``domain``: the registrable domain by the public-suffix list."""
     if not host or _is_ip(host):
         return None
-    labels = host.lower().rstrip(".").split(".")
-    return ".".join(labels[-2:]) if len(labels) >= 2 else None
+    name = host.lower().rstrip(".")
+    if not name or ".." in name:
+        return None
+    domain = _suffixes().privatesuffix(name)
+    return domain if isinstance(domain, str) else None
 
 
 def _script_src(raw: str) -> str:

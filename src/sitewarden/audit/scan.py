@@ -23,7 +23,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -34,6 +34,7 @@ from cryptography import x509
 
 from sitewarden.audit.findings import EVIL_ORIGIN, MANAGE_PATHS, Probes, TlsInfo, extra_findings
 from sitewarden.audit.observatory import CORS_ORIGIN, Fetch, Response, Retrieved, grade
+from sitewarden.audit.preload import HstsPreload, PreloadError, default_preload
 
 if importlib.util.find_spec("sniffio") is None:  # pragma: no branch
     # httpcore tries ``import sniffio`` each time it makes a lock (dozens per site); when
@@ -86,6 +87,8 @@ class ScanOptions:
     https_port: int | None = None
     timeout: float = 10.0
     max_body: int = MAX_BODY
+    #: The HSTS preload list (None: :func:`~sitewarden.audit.preload.default_preload`).
+    hsts_preload: HstsPreload | None = None
 
 
 class _CertificateError(Exception):
@@ -175,7 +178,14 @@ class Scanner:
     def __init__(
         self, opts: ScanOptions | None = None, _contexts: tuple[ssl.SSLContext, ...] = ()
     ) -> None:
-        self.opts = opts or ScanOptions()
+        opts = opts or ScanOptions()
+        if opts.hsts_preload is None:
+            try:  # read once per scan; each site's scanner gets it in its options
+                opts = replace(opts, hsts_preload=default_preload())
+            except PreloadError as exc:
+                raise ScanError(str(exc)) from None
+        self.opts = opts
+        self.preload: HstsPreload = opts.hsts_preload or HstsPreload()
         if _contexts:
             self.context, self.unverified_context = _contexts
         else:
@@ -330,7 +340,7 @@ async def retrieve(
     http, https = await asyncio.gather(
         _fetch(http_url, True, scanner), _fetch(https_url, True, scanner, tls)
     )
-    site = Retrieved(hostname=host, http=http, https=https)
+    site = Retrieved(hostname=host, http=http, https=https, preload=scanner.preload)
     auto = site.auto
     if auto is None:
         return site
