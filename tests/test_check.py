@@ -225,8 +225,19 @@ def test_django_check_deploy() -> None:
         messages = checks.run_checks(include_deployment_checks=True, tags=["sitewarden"])
         found = {m.id: m for m in messages}
         assert {"sitewarden.SW001", "sitewarden.SW040", "sitewarden.SW103"} <= set(found)
-        assert found["sitewarden.SW040"].level == checks.ERROR
+        assert found["sitewarden.SW040"].level == checks.CRITICAL  # CSRF off
         assert found["sitewarden.SW103"].level == checks.WARNING
+        levels = {
+            "critical": checks.CRITICAL,
+            "high": checks.ERROR,
+            "medium": checks.WARNING,
+            "low": checks.WARNING,
+            "info": checks.INFO,
+        }
+        for message in messages:  # "... [severity, setting ...]"
+            severity = message.msg.rsplit("[", 1)[1].split(",")[0]
+            assert message.level == levels[severity], message.id
+        assert {m.level for m in messages} >= {checks.CRITICAL, checks.ERROR, checks.WARNING}
         assert found["sitewarden.SW040"].hint
         assert checks.run_checks(include_deployment_checks=False, tags=["sitewarden"]) == []
         with pytest.raises(SystemCheckError, match=r"sitewarden\.SW040"):

@@ -1,10 +1,16 @@
 """``manage.py check --deploy``: sitewarden's audit as Django system checks.
 
 Registered by :class:`~sitewarden.contrib.django.apps.SitewardenConfig` with the tags
-``security`` and ``sitewarden``, as a deployment check. The policy is built from
-``settings.SITEWARDEN`` as the middleware builds it; each finding becomes a Django
-message with the id ``sitewarden.SW0xx``: ``critical``/``high`` an ``Error``,
-``medium``/``low`` a ``Warning``, ``info`` an ``Info``.
+``security`` and ``sitewarden``, as a deployment check (it runs only with ``--deploy``).
+The policy is built from ``settings.SITEWARDEN`` as the middleware builds it; each finding
+becomes a Django message with the id ``sitewarden.SW0xx`` and the level of its severity:
+``critical`` a ``Critical``, ``high`` an ``Error``, ``medium``/``low`` a ``Warning``,
+``info`` an ``Info``.
+
+Why not Warnings only, as Django's own deploy checks are: those cannot tell a fatal hole
+from a matter of taste, ours can. With these levels ``manage.py check --deploy`` fails
+exactly when ``sitewarden check`` fails at its default ``--fail-level high``, so the two
+entry points gate a deployment alike; ``--fail-level WARNING`` makes Django's stricter.
 """
 
 from __future__ import annotations
@@ -20,11 +26,17 @@ from sitewarden.policy import load_policy
 __all__ = ["sitewarden_deploy_check", "to_message"]
 
 
+#: Django's message class for each severity (``medium`` and ``low`` are Warnings).
+_LEVELS: dict[str, Any] = {
+    "critical": checks.Critical,
+    "high": checks.Error,
+    "info": checks.Info,
+}
+
+
 def to_message(finding: Finding) -> Any:
     """Return the Django check message for *finding*."""
-    kind = {"critical": checks.Error, "high": checks.Error, "info": checks.Info}.get(
-        finding.severity, checks.Warning
-    )
+    kind = _LEVELS.get(finding.severity, checks.Warning)
     return kind(
         f"{finding.message} [{finding.severity}, setting {finding.setting}]",
         hint=finding.fix,
