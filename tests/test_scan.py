@@ -131,6 +131,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = b"x" * 200_000
     elif path == "/missing":
         status, body = 404, b"no"
+    elif path == "/xfo":  # framing stopped by X-Frame-Options alone: +5 in 1.6.3 only
+        headers = [h for h in headers if h[0] != "content-security-policy"]
+        headers += [("content-security-policy", "default-src 'none'"), ("x-frame-options", "DENY")]
     raw = [(k.encode(), v.encode()) for k, v in headers]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
@@ -245,8 +248,52 @@ def test_cli_json_one_site(
     result = json.loads(out)
     assert code == 0
     assert result["url"] == url
-    assert set(result) == {"url", "grade", "score", "tests", "findings"}
+    assert set(result) == {
+        "url", "grade", "score", "tests", "findings", "observatory", "algorithm_version"
+    }  # fmt: skip
+    assert (result["observatory"], result["algorithm_version"]) == ("1.6.3", 5)
     assert set(result["tests"]["cookies"]) == {"result", "score_modifier", "pass"}
+
+
+def test_cli_observatory_version(
+    capsys: pytest.CaptureFixture[str], tls: Tls, server: tuple[int, int]
+) -> None:
+    url = f"https://127.0.0.1:{server[0]}/xfo"
+    args = ("scan", url, "--ca", str(tls.ca), "--http-port", "1", "--format", "json")
+    code, out = run(capsys, *args)
+    new = json.loads(out)
+    code_old, out = run(capsys, *args, "--observatory-version", "1.4.8")
+    old = json.loads(out)
+    assert (code, code_old) == (0, 0)
+    assert (new["observatory"], new["algorithm_version"]) == ("1.6.3", 5)
+    assert (old["observatory"], old["algorithm_version"]) == ("1.4.8", 4)
+    xfo = "x-frame-options"
+    assert (
+        new["tests"][xfo]["result"]
+        == old["tests"][xfo]["result"]
+        == ("x-frame-options-sameorigin-or-deny")
+    )
+    assert (new["tests"][xfo]["score_modifier"], old["tests"][xfo]["score_modifier"]) == (5, 0)
+    assert new["score"] == old["score"] + 5
+    code, out = run(capsys, "scan", url, "--ca", str(tls.ca), "--http-port", "1")
+    assert "graded as HTTP Observatory 1.6.3" in out
+    code, out = run(capsys, "scan", url, "--ca", str(tls.ca), "--observatory-version", "1.4.8")
+    assert "graded as HTTP Observatory 1.4.8" in out
+
+
+def test_cli_observatory_version_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["scan", "https://example.com/", "--observatory-version", "1.5.0"])
+    assert exit_.value.code == 2
+    assert "invalid choice: '1.5.0'" in capsys.readouterr().err
+
+
+def test_scan_options_version_reaches_the_grader(tls: Tls, server: tuple[int, int]) -> None:
+    url = f"https://127.0.0.1:{server[0]}/xfo"
+    old = scan(url, ca=tls.ca, http_port=1, observatory_version="1.4.8")
+    assert (old["observatory"], old["tests"]["x-frame-options"]["score_modifier"]) == ("1.4.8", 0)
+    bad = scan(url, ca=tls.ca, http_port=1, observatory_version="9.9")
+    assert bad == {"url": url, "error": "unknown Observatory version '9.9' (known: 1.6.3, 1.4.8)"}
 
 
 def test_cli_fail_under_and_several_sites(

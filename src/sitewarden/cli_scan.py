@@ -2,15 +2,17 @@
 
 ``sitewarden scan [URL…] [--from FILE] [--format text|json] [--fail-under GRADE] [--ca FILE]
 [--http-port N] [--https-port N] [--timeout S] [--concurrency N] [--hsts-preload FILE]
-[--update-hsts-preload [--hsts-preload-url URL]]`` fetches each site
-(:mod:`sitewarden.audit.scan`) and grades it with the port of the Observatory's grader
-(:mod:`sitewarden.audit.observatory`); see ``docs/scan.md``.
+[--update-hsts-preload [--hsts-preload-url URL]] [--observatory-version 1.6.3|1.4.8]``
+fetches each site (:mod:`sitewarden.audit.scan`) and grades it with the port of the
+Observatory's grader (:mod:`sitewarden.audit.observatory`), as production's release 1.6.3
+grades unless ``--observatory-version 1.4.8`` asks for the npm package's; see ``docs/scan.md``.
 
 Exit status: 0 when every site was graded at or above ``--fail-under`` (default: no
 threshold), 1 when a site could not be scanned or graded below it, 2 for bad usage.
-JSON: one object per site, ``{"url", "grade", "score", "tests", "findings"}`` or
-``{"url", "error"}``; a list when several URLs are given. Text: one site's tests and
-findings, or, for several sites, a progress bar on stderr and a summary table.
+JSON: one object per site, ``{"url", "grade", "score", "tests", "observatory",
+"algorithm_version", "findings"}`` or ``{"url", "error"}``; a list when several URLs are
+given. Text: one site's tests and findings, or, for several sites, a progress bar on stderr
+and a summary table.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from sitewarden.audit.observatory import GRADE_CHART
+from sitewarden.audit.observatory import DEFAULT_VERSION, GRADE_CHART, OBSERVATORY_VERSIONS
 from sitewarden.audit.preload import (
     CHROMIUM_URL,
     PreloadError,
@@ -117,6 +119,14 @@ def add_scan_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="URL",
         help="where --update-hsts-preload downloads from (default: Chromium's source)",
     )
+    parser.add_argument(
+        "--observatory-version",
+        choices=OBSERVATORY_VERSIONS,
+        default=DEFAULT_VERSION,
+        help=f"grade as this Observatory release (default {DEFAULT_VERSION}, what the "
+        "production Observatory runs; 1.4.8 is the @mdn/mdn-http-observatory npm package, "
+        "the release you can run yourself to compare)",
+    )
 
 
 def read_url_file(text: str) -> list[str]:
@@ -160,6 +170,7 @@ def run_scan(args: argparse.Namespace, console: Console) -> int:
         print(f"sitewarden: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     text_mode = getattr(args, "format", "text") != "json"
+    version: str = getattr(args, "observatory_version", DEFAULT_VERSION)
     ca: Path | None = getattr(args, "ca", None)
     if ca is not None and not ca.is_file():
         results: list[dict[str, Any]] = [
@@ -172,6 +183,7 @@ def run_scan(args: argparse.Namespace, console: Console) -> int:
             https_port=getattr(args, "https_port", None),
             timeout=getattr(args, "timeout", 10.0),
             hsts_preload=preload,
+            observatory_version=version,
         )
         concurrency = getattr(args, "concurrency", 4)
         if text_mode and len(urls) > 1:
@@ -185,6 +197,7 @@ def run_scan(args: argparse.Namespace, console: Console) -> int:
     else:
         _print_summary(console, results)
     if text_mode:
+        console.print(Text(f"graded as HTTP Observatory {version}", style="dim"))
         console.print(Text(f"HSTS preload list: {preload.source}", style="dim"))
     threshold = getattr(args, "fail_under", None)
     failed = any(

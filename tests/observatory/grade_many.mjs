@@ -10,8 +10,9 @@
 //          without DNS (like curl --resolve); "preload": {"host": {"includeSubDomains": true,
 //          "mode": "force-https"}, ...} is the HSTS preload list (the package's
 //          conf/hsts-preload.json format, which its install step would have downloaded).
-// stdout: {"<id>": {"grade", "score", "tests": {name: {result, scoreModifier, pass}}}
-//          or {"error": "..."}, ...}
+// stdout: {"<id>": {"grade", "score", "tests": {name: {result, scoreModifier, pass}},
+//          "algorithmVersion", "version"} or {"error": "..."}, ...}  ("version": the
+//          package's own, from its package.json)
 //
 // Each case runs exactly what grade.mjs runs (the package's retrieve() with ports, then the
 // body of its scan(), src/scanner/index.js of v1.4.8); batching only saves starting Node
@@ -33,7 +34,8 @@ if (!fs.existsSync(preload)) {
 
 const deep = (p) => import(path.join(pkgDir, "src", p));
 const { retrieve } = await deep("retriever/retriever.js");
-const { ALL_TESTS } = await deep("constants.js");
+const { ALL_TESTS, ALGORITHM_VERSION } = await deep("constants.js");
+const { version } = JSON.parse(fs.readFileSync(path.join(pkgDir, "package.json"), "utf8"));
 const { getGradeForScore, getScoreModifier } = await deep("grader/grader.js");
 const { MINIMUM_SCORE_FOR_EXTRA_CREDIT } = await deep("grader/charts.js");
 
@@ -110,6 +112,12 @@ for (const c of input.cases) {
   const score =
     uncurvedScore >= MINIMUM_SCORE_FOR_EXTRA_CREDIT ? scoreWithExtraCredit : uncurvedScore;
   const final = getGradeForScore(score);
-  out[c.id] = { grade: final.grade, score: final.score, tests };
+  out[c.id] = {
+    grade: final.grade,
+    score: final.score,
+    tests,
+    algorithmVersion: ALGORITHM_VERSION,
+    version,
+  };
 }
 console.log(JSON.stringify(out));

@@ -1,16 +1,29 @@
-"""A sans-I/O port of the Mozilla HTTP Observatory's grader (``@mdn/mdn-http-observatory`` 1.4.8).
+"""A sans-I/O port of the Mozilla HTTP Observatory's grader, as two releases grade.
 
 Input: a :class:`Retrieved` — what the Observatory's retriever collects for one site: the
 ``http://`` and ``https://`` request chains (every response, redirects included), and the
-answer to a CORS probe. Output (:func:`grade`): ``{"grade", "score", "tests"}`` where each of
-the ten tests carries the Observatory's own result name, score modifier and pass flag.
+answer to a CORS probe. Output (:func:`grade`): ``{"grade", "score", "tests",
+"observatory", "algorithm_version"}`` where each of the ten tests carries the Observatory's
+own result name, score modifier and pass flag.
+
+Two releases of ``mdn/mdn-http-observatory`` are graded (:data:`OBSERVATORY_VERSIONS`):
+
+* **1.6.3** (the default, :data:`DEFAULT_VERSION`): what the production Observatory runs;
+* **1.4.8**: the ``@mdn/mdn-http-observatory`` npm package, the one release you can install
+  and run yourself — the parity tests grade a corpus with it and compare.
+
+Every difference between them is a named field of :class:`Rules` (:data:`RULES`): the
+X-Frame-Options bonus, CSP values split on commas, the HTML parser (JSDOM, then
+htmlparser2), and an untyped response counted as HTML by the SRI test. ``docs/scan.md``
+lists them.
 
 The port follows the package's source (``src/analyzer/tests/*.js``, ``src/analyzer/cspParser.js``,
 ``src/grader/*.js``, ``src/retriever/*.js``) including its quirks, because parity is the point:
 
 * headers are seen as Node.js merges them — repeated headers joined with ``", "`` (so two
-  ``Strict-Transport-Security`` headers are invalid, two CSP headers become one policy),
-  ``Set-Cookie`` kept as a list, a few (``Content-Type``, ``Location``…) keeping the first;
+  ``Strict-Transport-Security`` headers are invalid; two CSP headers are one policy for
+  1.4.8, two policies for 1.6.3), ``Set-Cookie`` kept as a list, a few (``Content-Type``,
+  ``Location``…) keeping the first;
 * the "auto" response is the HTTPS chain's final response when HTTPS answered, else HTTP's;
   cookies are those of the auto chain only (a ``tough-cookie`` jar: same name/domain/path
   replaces, a foreign ``Domain`` or an unsecured ``__Host-``/``__Secure-`` cookie is refused);
@@ -31,30 +44,98 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from publicsuffixlist import PublicSuffixList
 
 __all__ = [
     "CORS_ORIGIN",
+    "DEFAULT_VERSION",
     "GRADE_CHART",
     "MINIMUM_SCORE_FOR_EXTRA_CREDIT",
+    "OBSERVATORY_VERSIONS",
+    "RULES",
     "SCORE_MODIFIERS",
     "TEST_NAMES",
     "Fetch",
     "Response",
     "Retrieved",
+    "Rules",
     "grade",
     "grade_for_score",
     "node_headers",
+    "rules_for",
+    "score_modifier",
+    "score_modifiers",
 ]
 
 #: The Origin the Observatory's CORS probe sends.
 CORS_ORIGIN = "https://http-observatory.security.mozilla.org"
 
-#: Score modifier of every result (``SCORE_TABLE`` of src/grader/charts.js).
-SCORE_MODIFIERS: dict[str, int] = {
+# -- the releases ------------------------------------------------------------------------
+
+#: The Observatory releases :func:`grade` can grade as: production first, then the npm package.
+OBSERVATORY_VERSIONS: tuple[str, ...] = ("1.6.3", "1.4.8")
+#: What production runs (release v1.6.3, 2026-07-16), and so what :func:`grade` does by default.
+DEFAULT_VERSION = "1.6.3"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How one Observatory release grades: every difference between releases, by name."""
+
+    version: str
+    #: ``ALGORITHM_VERSION`` of the release (its scans report it; it changes with scoring).
+    algorithm_version: int
+    #: Modifier of ``x-frame-options-sameorigin-or-deny``: 0, then +5 from v1.5.0 (#332).
+    xfo_sameorigin_or_deny: int
+    #: CSP test only: each header and ``<meta>`` value is split on "," and every piece is a
+    #: policy of its own (v1.6.2, #496) — an empty piece (a trailing comma) is invalid.
+    csp_split_on_commas: bool
+    #: The HTML parser of the meta tags and scripts: JSDOM, then htmlparser2 (v1.6.0,
+    #: #419). What differs between them is listed in :class:`_Page`.
+    html_parser: Literal["jsdom", "htmlparser2"]
+    #: SRI test: a response without a Content-Type is read as HTML, not as "not HTML".
+    sri_untyped_is_html: bool
+
+
+#: The rules of each release of :data:`OBSERVATORY_VERSIONS`.
+RULES: Mapping[str, Rules] = MappingProxyType(
+    {
+        "1.6.3": Rules(
+            version="1.6.3",
+            algorithm_version=5,
+            xfo_sameorigin_or_deny=5,
+            csp_split_on_commas=True,
+            html_parser="htmlparser2",
+            sri_untyped_is_html=True,
+        ),
+        "1.4.8": Rules(
+            version="1.4.8",
+            algorithm_version=4,
+            xfo_sameorigin_or_deny=0,
+            csp_split_on_commas=False,
+            html_parser="jsdom",
+            sri_untyped_is_html=False,
+        ),
+    }
+)
+
+
+def rules_for(version: str = DEFAULT_VERSION) -> Rules:
+    """Return the :class:`Rules` of *version*; :class:`ValueError` for an unknown one."""
+    try:
+        return RULES[version]
+    except KeyError:
+        known = ", ".join(OBSERVATORY_VERSIONS)
+        raise ValueError(f"unknown Observatory version {version!r} (known: {known})") from None
+
+
+#: Score modifier of every result, as every release has it (``SCORE_TABLE`` of
+#: src/grader/charts.js); the modifiers that differ come from :class:`Rules`.
+_SHARED_MODIFIERS: dict[str, int] = {
     "csp-implemented-with-no-unsafe-default-src-none": 10,
     "csp-implemented-with-no-unsafe": 5,
     "csp-implemented-with-unsafe-inline-in-style-src-only": 0,
@@ -111,7 +192,6 @@ SCORE_MODIFIERS: dict[str, int] = {
     "x-content-type-options-not-implemented": -5,
     "x-content-type-options-header-invalid": -5,
     "x-frame-options-implemented-via-csp": 5,
-    "x-frame-options-sameorigin-or-deny": 0,
     "x-frame-options-allow-from-origin": 0,
     "x-frame-options-not-implemented": -20,
     "x-frame-options-header-invalid": -20,
@@ -122,6 +202,28 @@ SCORE_MODIFIERS: dict[str, int] = {
     "corp-not-implemented": 0,
     "html-not-parseable": -20,
 }
+
+
+def score_modifiers(version: str = DEFAULT_VERSION) -> Mapping[str, int]:
+    """Return the score modifier of every result as release *version* has them."""
+    return _SCORE_TABLES[rules_for(version).version]
+
+
+def score_modifier(result: str, version: str = DEFAULT_VERSION) -> int:
+    """Return the score modifier of *result* for release *version* (0 for an unknown result)."""
+    return score_modifiers(version).get(result, 0)
+
+
+_SCORE_TABLES: dict[str, Mapping[str, int]] = {
+    r.version: MappingProxyType(
+        {**_SHARED_MODIFIERS, "x-frame-options-sameorigin-or-deny": r.xfo_sameorigin_or_deny}
+    )
+    for r in RULES.values()
+}
+
+#: Score modifier of every result for production (:data:`DEFAULT_VERSION`); see
+#: :func:`score_modifiers` for the other release.
+SCORE_MODIFIERS: dict[str, int] = dict(_SCORE_TABLES[DEFAULT_VERSION])
 
 #: Score (a multiple of 5, at most 100) → grade (``GRADE_CHART``).
 GRADE_CHART: dict[int, str] = {
@@ -246,38 +348,93 @@ def _first(response: Response | None, name: str) -> str | None:
 # -- HTML -------------------------------------------------------------------------------
 
 
-class _Page(HTMLParser):
-    """Collect ``<meta>`` and ``<script>`` attributes (outside ``<template>``)."""
+#: Elements whose content both parsers read as text, not markup (the HTML standard's raw
+#: text and RCDATA elements): a ``<script>`` inside ``<textarea>`` is no script.
+_RAW_TEXT = frozenset(
+    {"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "plaintext"}
+)
+#: Foreign (SVG, MathML) content: JSDOM's ``<script>`` there has no ``src`` property.
+_FOREIGN = frozenset({"svg", "math"})
 
-    def __init__(self) -> None:
+
+class _Page(HTMLParser):
+    """Collect ``<meta>`` and ``<script>`` attributes as the release's HTML parser sees them.
+
+    Both parsers read the content of :data:`_RAW_TEXT` elements as text, keep the first of
+    duplicated attributes and decode entities in values. Then they differ (*jsdom* True is
+    JSDOM, the parser up to v1.5; False is htmlparser2, from v1.6.0):
+
+    * JSDOM keeps ``<template>`` content out of the document: its scripts and metas are not
+      found; htmlparser2 sees every tag;
+    * JSDOM parses the metas as a fragment with scripting on, where ``<noscript>`` content is
+      text: a meta inside ``<noscript>`` is not found (its scripts, parsed as a document
+      with scripting off, are);
+    * JSDOM ignores the ``/`` of ``<script src=…/>``, so what follows is script text until
+      ``</script>``; htmlparser2 leaves raw-text mode at the ``/>``;
+    * an SVG or MathML ``<script>`` counts as a script for both, but JSDOM gives it no
+      ``src``; htmlparser2 gives its ``src`` attribute like any other.
+    """
+
+    def __init__(self, jsdom: bool) -> None:
         super().__init__(convert_charrefs=True)
         self.metas: list[dict[str, str]] = []
         self.scripts: list[dict[str, str]] = []
-        self._template = 0
+        self._jsdom = jsdom
+        self._depth = {"template": 0, "noscript": 0, "foreign": 0}
+
+    def _element(self, tag: str) -> str | None:
+        """Return the JSDOM depth counter *tag* opens or closes, if any."""
+        if not self._jsdom:
+            return None
+        if tag in _FOREIGN:
+            return "foreign"
+        return tag if tag in ("template", "noscript") else None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "template":
-            self._template += 1
-            return
-        if self._template or tag not in ("meta", "script"):
+        counter = self._element(tag)
+        if counter is not None:
+            self._depth[counter] += 1
+        if tag in _RAW_TEXT:
+            # html.parser knows only script and style: the others' content is text too.
+            self.set_cdata_mode(tag)
+        if self._depth["template"] or tag not in ("meta", "script"):
             return
         found: dict[str, str] = {}
         for key, value in attrs:
             found.setdefault(key, value or "")  # the first of duplicated attributes wins
-        (self.metas if tag == "meta" else self.scripts).append(found)
+        if tag == "meta":
+            if not self._depth["noscript"]:
+                self.metas.append(found)
+            return
+        if self._depth["foreign"]:
+            found.pop("src", None)
+        self.scripts.append(found)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "template":
-            return
+        if not self._jsdom:
+            # htmlparser2 opens the element and reads on as markup, even after <script/>.
+            self._record(tag, attrs)
+        elif self._depth["foreign"] or tag in _FOREIGN:
+            self._record(tag, attrs)  # foreign content honours "/>": nothing stays open
+        else:
+            self.handle_starttag(tag, attrs)  # HTML ignores the "/" of a non-void element
+
+    def _record(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        counter = self._element(tag)
         self.handle_starttag(tag, attrs)
+        if counter is not None:
+            self._depth[counter] -= 1
+        if tag in _RAW_TEXT:
+            self.clear_cdata_mode()
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "template" and self._template:
-            self._template -= 1
+        counter = self._element(tag)
+        if counter is not None and self._depth[counter]:
+            self._depth[counter] -= 1
 
 
-def _parse_page(body: str) -> _Page:
-    page = _Page()
+def _parse_page(body: str, rules: Rules) -> _Page:
+    page = _Page(jsdom=rules.html_parser == "jsdom")
     with contextlib.suppress(Exception):  # html.parser is lenient; keep what was found
         page.feed(body)
         page.close()
@@ -436,10 +593,11 @@ class _Result:
 
 
 class _Context:
-    """The retrieved site seen as the package's analyzers see it."""
+    """The retrieved site seen as the package's analyzers see it, under a release's rules."""
 
-    def __init__(self, site: Retrieved) -> None:
+    def __init__(self, site: Retrieved, rules: Rules) -> None:
         self.site = site
+        self.rules = rules
         auto = site.auto
         self.auto: Response | None = auto.final if auto else None
         self.session_url = auto.url if auto else None
@@ -448,8 +606,9 @@ class _Context:
         self.page: _Page | None = None
         if self.auto is not None:
             content_type = node_headers(self.auto.headers).get("content-type") or ""
+            # Meta tags are read only from a page typed as HTML, in every release.
             if content_type.split(";")[0] in HTML_TYPES and self.page_text:
-                self.page = _parse_page(self.page_text)
+                self.page = _parse_page(self.page_text, rules)
                 self.equiv = _http_equiv(self.page)
 
     def preloaded(self, hostname: str) -> bool:
@@ -462,14 +621,22 @@ class _Context:
         return any(preload.get(".".join(parts[i:])) for i in range(1, len(parts)))
 
 
+def _csp_policies(values: list[str], rules: Rules) -> list[str]:
+    """Return the policies of CSP header (or meta) *values* (from v1.6.2, split on commas)."""
+    if not rules.csp_split_on_commas:
+        return values
+    # Not filtered: an empty piece ("default-src 'none',") makes the parser throw.
+    return [piece.strip() for value in values for piece in value.split(",")]
+
+
 def _csp_test(ctx: _Context) -> _Result:
     out = _Result()
     response, url = ctx.auto, ctx.session_url
     if response is None or url is None:
         out.result = "csp-not-implemented"
         return out
-    http_csp = _headers(response, "content-security-policy")
-    equiv_csp = ctx.equiv.get("content-security-policy", [])
+    http_csp = _csp_policies(_headers(response, "content-security-policy"), ctx.rules)
+    equiv_csp = _csp_policies(ctx.equiv.get("content-security-policy", []), ctx.rules)
     try:
         csp = parse_csp([*http_csp, *equiv_csp])
     except CspError:
@@ -890,15 +1057,19 @@ def _sri_test(ctx: _Context) -> _Result:
         out.result = "sri-not-implemented-but-no-scripts-loaded"
         return out
     mime = (_first(resp, "content-type") or "").split(";")[0]
-    if mime not in HTML_TYPES:
+    untyped_html = not mime and ctx.rules.sri_untyped_is_html
+    if mime not in HTML_TYPES and not untyped_html:
         out.result = "sri-not-implemented-response-not-html"
     else:
-        page = _parse_page(ctx.page_text or "")
+        page = ctx.page or _parse_page(ctx.page_text or "", ctx.rules)
+        jsdom = ctx.rules.html_parser == "jsdom"
         foreign = False
         site_domain = _registrable_domain(ctx.site.hostname)
         session_https = urlsplit(ctx.session_url or "").scheme == "https"
         for script in page.scripts:
-            src = _script_src(script["src"]) if "src" in script else ""
+            # JSDOM reflects `script.src` as a URL; htmlparser2 gives the attribute as is.
+            raw = script.get("src", "")
+            src = _script_src(raw) if jsdom and raw else raw
             if not src:
                 continue
             integrity = script.get("integrity") or None
@@ -1017,13 +1188,19 @@ def grade_for_score(score: int) -> tuple[int, str]:
     return score, GRADE_CHART[min(score - score % 5, 100)]
 
 
-def grade(site: Retrieved) -> dict[str, Any]:
-    """Grade *site* as the Observatory's ``scan()`` does.
+def grade(site: Retrieved, version: str = DEFAULT_VERSION) -> dict[str, Any]:
+    """Grade *site* as release *version* of the Observatory's ``scan()`` does.
 
-    Raises :class:`ValueError` with the package's message when the scan would fail (no
-    response at all, or a final status other than 2xx/3xx/401/403).
+    Returns ``{"grade", "score", "tests", "observatory", "algorithm_version"}``: the last two
+    say which release graded (a score means little without them: the same site scores 5
+    more with 1.6.3 when ``X-Frame-Options: DENY`` is what stops framing).
+
+    Raises :class:`ValueError` for an unknown *version*, and with the package's message when
+    the scan would fail (no response at all, or a final status other than 2xx/3xx/401/403).
     """
-    ctx = _Context(site)
+    rules = rules_for(version)
+    modifiers = score_modifiers(rules.version)
+    ctx = _Context(site, rules)
     if ctx.auto is None:
         raise ValueError("The site seems to be down.")
     status = ctx.auto.status
@@ -1033,7 +1210,7 @@ def grade(site: Retrieved) -> dict[str, Any]:
     with_credit = uncurved = 100
     for name, test in _TESTS.items():
         result = test(ctx)
-        modifier = SCORE_MODIFIERS.get(result.result or "", 0)
+        modifier = modifiers.get(result.result or "", 0)
         tests[name] = {"result": result.result, "score_modifier": modifier, "pass": result.passed}
         if result.result:
             with_credit += modifier
@@ -1041,4 +1218,10 @@ def grade(site: Retrieved) -> dict[str, Any]:
                 uncurved += modifier
     raw = with_credit if uncurved >= MINIMUM_SCORE_FOR_EXTRA_CREDIT else uncurved
     score, letter = grade_for_score(raw)
-    return {"grade": letter, "score": score, "tests": tests}
+    return {
+        "grade": letter,
+        "score": score,
+        "tests": tests,
+        "observatory": rules.version,
+        "algorithm_version": rules.algorithm_version,
+    }

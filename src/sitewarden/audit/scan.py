@@ -1,10 +1,13 @@
 """The retriever of ``sitewarden scan``: fetch a live site as the HTTP Observatory does.
 
 :func:`retrieve` sends what the Observatory's retriever (``src/retriever/*.js`` of
-``@mdn/mdn-http-observatory`` 1.4.8) sends — a GET of ``http://HOST[:PORT]/PATH`` and of
-``https://HOST[:PORT]/PATH``, each following up to :data:`MAX_REDIRECTS` redirects by hand so
-that every hop is recorded, then an ``OPTIONS`` CORS probe of the graded chain's final URL —
-and returns a :class:`~sitewarden.audit.observatory.Retrieved` for the sans-I/O grader.
+``mdn/mdn-http-observatory``, the same in releases 1.4.8 and 1.6.3) sends — a GET of
+``http://HOST[:PORT]/PATH`` and of ``https://HOST[:PORT]/PATH``, each following up to
+:data:`MAX_REDIRECTS` redirects by hand so that every hop is recorded, then an ``OPTIONS``
+CORS probe of the graded chain's final URL — and returns a
+:class:`~sitewarden.audit.observatory.Retrieved` for the sans-I/O grader, which
+:func:`scan_site` runs as the release ``ScanOptions.observatory_version`` says (default
+1.6.3, what production runs).
 
 Like the Observatory, a certificate that does not verify is not an error: the HTTPS side is
 fetched again without verification and marked unverified (which costs 40 points). Every
@@ -33,7 +36,14 @@ import httpx
 from cryptography import x509
 
 from sitewarden.audit.findings import EVIL_ORIGIN, MANAGE_PATHS, Probes, TlsInfo, extra_findings
-from sitewarden.audit.observatory import CORS_ORIGIN, Fetch, Response, Retrieved, grade
+from sitewarden.audit.observatory import (
+    CORS_ORIGIN,
+    DEFAULT_VERSION,
+    Fetch,
+    Response,
+    Retrieved,
+    grade,
+)
 from sitewarden.audit.preload import HstsPreload, PreloadError, default_preload
 
 if importlib.util.find_spec("sniffio") is None:  # pragma: no branch
@@ -89,6 +99,9 @@ class ScanOptions:
     max_body: int = MAX_BODY
     #: The HSTS preload list (None: :func:`~sitewarden.audit.preload.default_preload`).
     hsts_preload: HstsPreload | None = None
+    #: The Observatory release to grade as (one of
+    #: :data:`~sitewarden.audit.observatory.OBSERVATORY_VERSIONS`).
+    observatory_version: str = DEFAULT_VERSION
 
 
 class _CertificateError(Exception):
@@ -462,7 +475,7 @@ async def _scan_site(url: str, scanner: Scanner) -> dict[str, Any]:
         site = await retrieve(url, scanner=scanner, tls=tls)
         if site.auto is None:
             raise ScanError("The site seems to be down.")
-        result = grade(site)
+        result = grade(site, scanner.opts.observatory_version)
         probes = await probe(site, scanner)
     except (ScanError, ValueError) as exc:
         return {"url": url, "error": str(exc)}
