@@ -5,7 +5,9 @@ listens on ``--sites`` ports, each one a distinct "site" with its own TLS connec
 page carries the headers of a well-configured site, ``/manage*`` and ``security.txt``
 answer 404. The ``http://`` side is a port where nothing listens (refused at once).
 ``scan_sites`` then scans every site with ``--concurrency`` at a time, the Observatory's
-requests (GET, CORS ``OPTIONS``) plus the extra probes; the figure is sites per second,
+requests (GET, CORS ``OPTIONS``) plus the extra probes (five requests, and a handshake
+offering only TLS 1.0/1.1, which this server refuses with an alert as a modern site does:
+Python's server context asks for TLS 1.2+); the figure is sites per second,
 best of ``--repeats`` rounds. Target: at least 200 sites/s (1000 sites, concurrency 50).
 
     uv run --group bench python bench/bench_scan.py [--quick] [--json]

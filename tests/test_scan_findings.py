@@ -6,7 +6,13 @@ and never changes the grade or the score.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import socket
+import ssl
+import threading
+import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +23,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sitewarden.audit.findings import EVIL_ORIGIN, Probes, TlsInfo, extra_findings
+from sitewarden.audit.findings import EVIL_ORIGIN, LegacyTls, Probes, TlsInfo, extra_findings
 from sitewarden.audit.observatory import Response
-from sitewarden.audit.scan import ScanOptions, retrieve, run_sync, scan_site
+from sitewarden.audit.scan import (
+    Scanner,
+    ScanOptions,
+    legacy_tls_context,
+    probe_legacy_tls,
+    retrieve,
+    run_sync,
+    scan_site,
+)
 from tests.browser.conftest import Tls, UvicornThread, free_port, make_tls, wait_healthy
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -91,6 +105,40 @@ def test_tls_version_and_expiry() -> None:
     chain = [Response("https://example.com/", 200, SECURE)]
     found = extra_findings(chain, Probes(tls=TlsInfo("TLSv1.3", past)), now=NOW)
     assert any("expired" in f["detail"] for f in found)
+
+
+def test_legacy_tls_accepted_is_a_finding_of_its_own() -> None:
+    found = extra_findings(
+        [Response("https://example.com/", 200, SECURE)],
+        Probes(tls_legacy=LegacyTls(accepted="TLSv1.1")),
+        now=NOW,
+    )
+    legacy = [f for f in found if f["result"] == "tls-legacy-accepted"]
+    assert len(legacy) == 1
+    assert legacy[0]["severity"] == "high" and legacy[0]["setting"] is None
+    assert "accepts TLSv1.1" in legacy[0]["detail"]
+    assert legacy[0]["fix"] == "allow TLS 1.2 and 1.3 only (on the TLS terminator)"
+    assert results(SECURE, tls_legacy=LegacyTls(accepted="TLSv1")) == {"tls-legacy-accepted"}
+    # Kept apart from the graded connection's own protocol: both can fire.
+    both = {"tls": TlsInfo("TLSv1.1", None), "tls_legacy": LegacyTls(accepted="TLSv1.1")}
+    assert results(SECURE, **both) == {"tls-version-old", "tls-legacy-accepted"}
+
+
+def test_legacy_tls_refused_or_not_applicable_is_no_finding() -> None:
+    assert results(SECURE, tls_legacy=LegacyTls()) == set()
+    assert results(SECURE, tls_legacy=None) == set()  # no https:// side to probe
+    # Only TLS 1.0/1.1 count: anything else the probe might report is not "legacy".
+    assert results(SECURE, tls_legacy=LegacyTls(accepted="TLSv1.2")) == set()
+
+
+def test_legacy_tls_not_probed_is_said() -> None:
+    probe = LegacyTls(skipped="OpenSSL 9 was built without TLS 1.0 and 1.1")
+    found = extra_findings([Response("https://example.com/", 200, SECURE)],
+                           Probes(tls_legacy=probe), now=NOW)  # fmt: skip
+    legacy = [f for f in found if f["test"] == "tls"]
+    assert [f["result"] for f in legacy] == ["tls-legacy-not-probed"]
+    assert legacy[0]["severity"] == "info"
+    assert "not checked: OpenSSL 9 was built without" in legacy[0]["detail"]
 
 
 def test_cookie_prefixes() -> None:
@@ -198,8 +246,9 @@ def sites(tls: Tls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
             s.stop()
 
 
-def scan(port: int, tls: Tls) -> dict[str, Any]:
-    return run_sync(scan_site(f"https://127.0.0.1:{port}/", ScanOptions(ca=tls.ca, http_port=1)))
+def scan(port: int, tls: Tls, timeout: float = 10.0) -> dict[str, Any]:
+    opts = ScanOptions(ca=tls.ca, http_port=1, timeout=timeout)
+    return run_sync(scan_site(f"https://127.0.0.1:{port}/", opts))
 
 
 def extras(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -335,3 +384,206 @@ def test_single_site_text_lists_extra_findings(
     out = " ".join(capsys.readouterr().out.split())
     assert "beyond the Observatory (not scored)" in out
     assert "manage_paths" in out and "remove_headers" in out
+
+
+# -- TLS 1.0/1.1 still accepted ---------------------------------------------------------
+
+
+#: The server names (SNI) the legacy server was sent, in order (None: no SNI).
+LEGACY_SNI: list[str | None] = []
+
+
+def legacy_server(app: Any, port: int, tls: Tls) -> UvicornThread:
+    """Uvicorn serving TLS 1.0 to 1.3 (security level 0: OpenSSL 3 needs it for 1.0/1.1)."""
+    server = UvicornThread(app, port, tls)
+
+    def record_sni(sslobj: Any, name: str | None, context: ssl.SSLContext) -> None:
+        LEGACY_SNI.append(name)
+
+    def factory(config: Any, default: Any) -> ssl.SSLContext:
+        context: ssl.SSLContext = default()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = ssl.TLSVersion.TLSv1
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        context.sni_callback = record_sni
+        return context
+
+    server.server.config.ssl_context_factory = factory
+    return server.start()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class LegacyBlackhole:
+    """A TCP proxy to a modern HTTPS site that never answers a ClientHello offering ≤ 1.1.
+
+    Like a middlebox that drops legacy handshakes: the TCP connection is accepted, the
+    ClientHello read, then nothing (until the test ends). Modern handshakes pass through.
+    """
+
+    def __init__(self, backend: int) -> None:
+        self.backend = backend
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        head = b""
+        while len(head) < 11:  # record header (5), handshake header (4), client_version (2)
+            chunk = conn.recv(11 - len(head))
+            if not chunk:
+                conn.close()
+                return
+            head += chunk
+        if head[0] == 0x16 and head[5] == 0x01 and head[9:11] < b"\x03\x03":
+            self.held.append(conn)  # a ClientHello of TLS 1.1 or older: never answered
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.backend))
+        upstream.sendall(head)
+        threading.Thread(target=_pump, args=(upstream, conn), daemon=True).start()
+        _pump(conn, upstream)
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def legacy_site(tls: Tls) -> Iterator[int]:
+    """The good site's app on a server that also accepts TLS 1.0 and 1.1."""
+    port = free_port()
+    server = legacy_server(make_app(False), port, tls)
+    try:
+        wait_healthy(f"https://127.0.0.1:{port}/", tls.client_context())
+        yield port
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def blackhole(sites: dict[str, int]) -> Iterator[LegacyBlackhole]:
+    """The good site behind a proxy that swallows legacy ClientHellos."""
+    proxy = LegacyBlackhole(sites["good"])
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def probe_now(port: int, host: str = "127.0.0.1", **opts: Any) -> LegacyTls:
+    async def go() -> LegacyTls:
+        return await probe_legacy_tls(f"https://{host}:{port}/", Scanner(ScanOptions(**opts)))
+
+    return run_sync(go())
+
+
+def test_legacy_context_is_made_once_and_quietly() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        context, why = legacy_tls_context()
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert context is not None, why  # this machine's OpenSSL 3 offers TLS 1.0/1.1
+    assert context.maximum_version == ssl.TLSVersion.TLSv1_1
+    assert context.minimum_version == ssl.TLSVersion.TLSv1
+    assert context.verify_mode == ssl.CERT_NONE
+    # Every site of a scan shares the scan's contexts, the legacy one too.
+    scanner = Scanner()
+    site = scanner.for_site()
+    assert site.legacy_context is scanner.legacy_context is not None
+    assert site.context is scanner.context
+
+
+def test_legacy_probe_answers(
+    sites: dict[str, int], legacy_site: int, blackhole: LegacyBlackhole, broken_tls: int
+) -> None:
+    LEGACY_SNI.clear()
+    assert probe_now(legacy_site) == LegacyTls(accepted="TLSv1.1")
+    assert probe_now(legacy_site, "localhost") == LegacyTls(accepted="TLSv1.1")
+    assert LEGACY_SNI == [None, "localhost"]  # SNI for a host name, not for an address
+    assert probe_now(sites["good"]) == LegacyTls()  # uvicorn's default: TLS 1.2 and up
+    assert probe_now(broken_tls) == LegacyTls()  # garbage instead of a ServerHello
+    assert probe_now(free_port()) == LegacyTls()  # nothing listens
+    held = len(blackhole.held)
+    start = time.monotonic()
+    assert probe_now(blackhole.port, timeout=1) == LegacyTls()
+    assert 0.9 < time.monotonic() - start < 3
+    assert len(blackhole.held) == held + 1  # it did get there, and was left hanging
+
+
+def test_legacy_probe_skipped_behind_a_proxy(
+    legacy_site: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The probe connects directly; with a proxy configured that might reach nothing, and
+    # a refusal it never got must not read as "TLS 1.0/1.1 refused".
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:1")
+    result = probe_now(legacy_site)
+    assert result.accepted is None
+    assert result.skipped is not None and "proxy" in result.skipped
+
+
+def test_site_accepting_tls_1_1_is_flagged(tls: Tls, legacy_site: int) -> None:
+    result = scan(legacy_site, tls)
+    found = extras(result)
+    assert set(found) == {"tls-legacy-accepted"}
+    assert "accepts TLSv1.1" in found["tls-legacy-accepted"]["detail"]
+    assert found["tls-legacy-accepted"]["severity"] == "high"
+    # The graded connection itself used modern TLS, and the grade is the good site's.
+    assert "tls-version-old" not in found
+    assert result["grade"] == "A+"
+
+
+def test_site_dropping_legacy_hellos_still_grades(tls: Tls, blackhole: LegacyBlackhole) -> None:
+    held = len(blackhole.held)
+    start = time.monotonic()
+    result = scan(blackhole.port, tls, timeout=2)
+    elapsed = time.monotonic() - start
+    assert len(blackhole.held) == held + 1  # the probe's ClientHello got there, unanswered
+    assert "error" not in result
+    assert result["grade"] == "A+"
+    assert extras(result) == {}  # a probe that timed out is a refusal, not a finding
+    assert 1.9 < elapsed < 2 + 3  # it waited out the timeout once, alongside the rest
+
+
+def test_legacy_tls_not_probed_when_openssl_cannot(
+    tls: Tls, legacy_site: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ssl, "HAS_TLSv1", False)
+    monkeypatch.setattr(ssl, "HAS_TLSv1_1", False)
+    context, why = legacy_tls_context()
+    assert context is None and why is not None and "without TLS 1.0 and 1.1" in why
+    # Even the server that accepts TLS 1.1 is not reported as fine: it is "not probed".
+    found = extras(scan(legacy_site, tls))
+    assert set(found) == {"tls-legacy-not-probed"}
+    assert "without TLS 1.0 and 1.1" in found["tls-legacy-not-probed"]["detail"]
+    # A site graded over plain HTTP has no TLS to probe: nothing is said.
+    plain = free_port()
+    server = UvicornThread(make_app(False), plain).start()
+    try:
+        opts = ScanOptions(https_port=1, timeout=5)
+        result = run_sync(scan_site(f"http://127.0.0.1:{plain}/", opts))
+    finally:
+        server.stop()
+    assert "grade" in result
+    assert not [f for f in result["findings"] if f["result"].startswith("tls-legacy")]

@@ -18,7 +18,9 @@ from sitewarden.audit.observatory import Response
 __all__ = [
     "EVIL_ORIGIN",
     "FINGERPRINT_HEADERS",
+    "LEGACY_TLS_VERSIONS",
     "MANAGE_PATHS",
+    "LegacyTls",
     "Probes",
     "TlsInfo",
     "extra_findings",
@@ -46,6 +48,8 @@ FINGERPRINT_HEADERS: tuple[str, ...] = (
 #: Certificates expiring sooner than this are flagged.
 CERT_WARN_DAYS = 14
 _OLD_TLS = frozenset({"SSLv2", "SSLv3", "TLSv1", "TLSv1.1"})
+#: What the legacy-TLS probe offers, as ``SSLObject.version()`` names them.
+LEGACY_TLS_VERSIONS: tuple[str, ...] = ("TLSv1", "TLSv1.1")
 _VERSION = re.compile(r"\d+\.\d+|/\s*\d")
 
 
@@ -57,6 +61,21 @@ class TlsInfo:
     not_after: dt.datetime | None
 
 
+@dataclass(frozen=True)
+class LegacyTls:
+    """The legacy-TLS probe: one handshake offering only TLS 1.0 and 1.1.
+
+    ``accepted`` is the version the server agreed to (``"TLSv1.1"``: the highest legacy
+    version it accepts), ``None`` when it refused (an alert, a reset, a timeout, EOF).
+    ``skipped`` says why no handshake could be offered at all (this machine's OpenSSL
+    cannot speak TLS 1.0/1.1, a proxy is configured, …); ``accepted`` is then ``None`` and
+    means nothing: a skipped probe is never an "all good".
+    """
+
+    accepted: str | None = None
+    skipped: str | None = None
+
+
 @dataclass
 class Probes:
     """What the extra probes got back (``None``: the probe got no answer)."""
@@ -65,6 +84,7 @@ class Probes:
     security_txt: Response | None = None
     cors: Response | None = None  # GET with Origin: EVIL_ORIGIN
     tls: TlsInfo | None = None
+    tls_legacy: LegacyTls | None = None  # None: not an HTTPS site (nothing to probe)
 
 
 def _finding(
@@ -212,6 +232,27 @@ def _tls(tls: TlsInfo | None, now: dt.datetime) -> list[dict[str, Any]]:
     return out
 
 
+def _tls_legacy(probe: LegacyTls | None) -> list[dict[str, Any]]:
+    if probe is None:
+        return []
+    if probe.skipped is not None:
+        # Said out loud: a scan that could not ask must not read as "TLS 1.0/1.1 refused".
+        return [_finding(
+            "tls", "tls-legacy-not-probed", "info",
+            f"whether the server still accepts TLS 1.0/1.1 was not checked: {probe.skipped}",
+            "scan from a machine whose OpenSSL can offer TLS 1.0/1.1 (security level 0), "
+            "without a proxy", None,
+        )]  # fmt: skip
+    if probe.accepted not in LEGACY_TLS_VERSIONS:
+        return []
+    return [_finding(
+        "tls", "tls-legacy-accepted", "high",
+        f"the server still accepts {probe.accepted} (a handshake offering only TLS 1.0/1.1 "
+        "succeeded); TLS 1.0 and 1.1 are deprecated (RFC 8996)",
+        "allow TLS 1.2 and 1.3 only (on the TLS terminator)", None,
+    )]  # fmt: skip
+
+
 def _cookies(chain: list[Response]) -> list[dict[str, Any]]:
     names = []
     for response in chain:
@@ -260,6 +301,7 @@ def extra_findings(
         *_manage(probes.manage),
         *_security_txt(probes.security_txt, now),
         *_tls(probes.tls, now),
+        *_tls_legacy(probes.tls_legacy),
         *_cookies(chain),
         *_cors(probes.cors),
     ]

@@ -9,6 +9,9 @@ CORS probe of the graded chain's final URL — and returns a
 :func:`scan_site` runs as the release ``ScanOptions.observatory_version`` says (default
 1.6.3, what production runs).
 
+:func:`probe` then runs sitewarden's extra probes (:mod:`sitewarden.audit.findings`), among
+them one TLS handshake that offers only TLS 1.0 and 1.1 (:func:`probe_legacy_tls`).
+
 Like the Observatory, a certificate that does not verify is not an error: the HTTPS side is
 fetched again without verification and marked unverified (which costs 40 points). Every
 other failure of one site — nothing answering, a body over the size cap, a malformed
@@ -21,10 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import ipaddress
 import os
+import socket
 import ssl
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,7 +41,15 @@ import httpcore
 import httpx
 from cryptography import x509
 
-from sitewarden.audit.findings import EVIL_ORIGIN, MANAGE_PATHS, Probes, TlsInfo, extra_findings
+from sitewarden.audit.findings import (
+    EVIL_ORIGIN,
+    LEGACY_TLS_VERSIONS,
+    MANAGE_PATHS,
+    LegacyTls,
+    Probes,
+    TlsInfo,
+    extra_findings,
+)
 from sitewarden.audit.observatory import (
     CORS_ORIGIN,
     DEFAULT_VERSION,
@@ -58,6 +72,9 @@ __all__ = [
     "ScanError",
     "ScanOptions",
     "Scanner",
+    "legacy_tls_context",
+    "probe",
+    "probe_legacy_tls",
     "retrieve",
     "run_sync",
     "scan_site",
@@ -178,19 +195,59 @@ class _Shared(httpx.AsyncBaseTransport):
         pass
 
 
+def legacy_tls_context() -> tuple[ssl.SSLContext | None, str | None]:
+    """Return ``(context, None)`` for the legacy-TLS probe, or ``(None, why not)``.
+
+    The context offers TLS 1.0 and 1.1 only (what this OpenSSL has of them), at security
+    level 0 (OpenSSL 3 offers neither version above it), and verifies nothing: the probe
+    only asks whether the server still accepts the handshake.
+    """
+    if not (ssl.HAS_TLSv1 or ssl.HAS_TLSv1_1):
+        return None, f"{ssl.OPENSSL_VERSION} was built without TLS 1.0 and 1.1"
+    try:
+        with warnings.catch_warnings():
+            # Python deprecates TLSVersion.TLSv1/TLSv1_1: offering them is the point here.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            context.minimum_version = (
+                ssl.TLSVersion.TLSv1 if ssl.HAS_TLSv1 else ssl.TLSVersion.TLSv1_1
+            )
+            context.maximum_version = (
+                ssl.TLSVersion.TLSv1_1 if ssl.HAS_TLSv1_1 else ssl.TLSVersion.TLSv1
+            )
+            context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    except (ssl.SSLError, ValueError) as exc:
+        return None, f"{ssl.OPENSSL_VERSION} cannot offer TLS 1.0/1.1 ({exc})"
+    # TLS 1.0/1.1 need a suite that is not TLS 1.2/1.3-only; without one the handshake
+    # could never succeed, and every server would look as if it refused.
+    if all(c["protocol"] in ("TLSv1.2", "TLSv1.3") for c in context.get_ciphers()):
+        return None, f"{ssl.OPENSSL_VERSION} has no cipher suite for TLS 1.0/1.1"
+    return context, None
+
+
+@dataclass(frozen=True)
+class _Contexts:
+    """The SSL contexts one scan makes once and every site shares."""
+
+    verified: ssl.SSLContext
+    unverified: ssl.SSLContext
+    legacy: ssl.SSLContext | None  # offers TLS 1.0/1.1 only (None: see legacy_skipped)
+    legacy_skipped: str | None
+
+
 class Scanner:
     """SSL contexts shared by the sites of one scan, and one site's connection pools.
 
     Creating an SSL context costs more than a local request: a scan of many sites creates
-    the two (verifying, and not) once; :meth:`for_site` gives each site small pools of its
-    own on them (one pool for every site would be searched connection by connection on
-    each request). Each chain still gets a client (and a cookie jar) of its own, as the
-    Observatory's retriever does.
+    the three (verifying, not verifying, and the legacy-TLS probe's) once; :meth:`for_site`
+    gives each site small pools of its own on them (one pool for every site would be
+    searched connection by connection on each request). Each chain still gets a client
+    (and a cookie jar) of its own, as the Observatory's retriever does.
     """
 
-    def __init__(
-        self, opts: ScanOptions | None = None, _contexts: tuple[ssl.SSLContext, ...] = ()
-    ) -> None:
+    def __init__(self, opts: ScanOptions | None = None, _contexts: _Contexts | None = None) -> None:
         opts = opts or ScanOptions()
         if opts.hsts_preload is None:
             try:  # read once per scan; each site's scanner gets it in its options
@@ -199,16 +256,21 @@ class Scanner:
                 raise ScanError(str(exc)) from None
         self.opts = opts
         self.preload: HstsPreload = opts.hsts_preload or HstsPreload()
-        if _contexts:
-            self.context, self.unverified_context = _contexts
-        else:
+        if _contexts is None:
             try:
-                self.context = _verify(self.opts)
+                verified = _verify(self.opts)
             except (OSError, ssl.SSLError) as exc:
                 raise ScanError(f"cannot load the CA file {self.opts.ca}: {exc}") from exc
-            self.unverified_context = ssl.create_default_context()
-            self.unverified_context.check_hostname = False
-            self.unverified_context.verify_mode = ssl.CERT_NONE
+            unverified = ssl.create_default_context()
+            unverified.check_hostname = False
+            unverified.verify_mode = ssl.CERT_NONE
+            _contexts = _Contexts(verified, unverified, *legacy_tls_context())
+        self._contexts = _contexts
+        self.context = _contexts.verified
+        self.unverified_context = _contexts.unverified
+        #: The legacy-TLS probe's context (``None``: :attr:`legacy_skipped` says why).
+        self.legacy_context = _contexts.legacy
+        self.legacy_skipped = _contexts.legacy_skipped
         self._pools: dict[bool, httpx.AsyncHTTPTransport] = {}
         # A client on a transport of its own ignores HTTP(S)_PROXY: with a proxy in the
         # environment, each client keeps httpx's own (proxy-aware) pools.
@@ -219,7 +281,7 @@ class Scanner:
 
     def for_site(self) -> Scanner:
         """Return a scanner with pools of its own on the same SSL contexts."""
-        return Scanner(self.opts, (self.context, self.unverified_context))
+        return Scanner(self.opts, self._contexts)
 
     def client(self, verified: bool, **kw: Any) -> httpx.AsyncClient:
         """Return a client (its own cookie jar) on the verified or the unverified pool."""
@@ -429,25 +491,141 @@ async def _probe_reply(url: str, reply: httpx.Response) -> Response:
     return Response(url, reply.status_code, raw, bytes(body).decode("utf-8", "replace"))
 
 
-async def probe(site: Retrieved, scanner: Scanner) -> Probes:
-    """Run the extra probes against the graded chain's final URL (its origin)."""
-    auto = site.auto
-    assert auto is not None
-    final = auto.final.url
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def _connect(host: str, port: int) -> socket.socket:
+    """Return a non-blocking socket connected to *host*:*port* (each address in turn)."""
+    loop = asyncio.get_running_loop()
+    if _is_ip(host):  # no resolver thread for an address (every local site is one)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    else:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"{host}: no address")
+    for family, type_, proto, _, address in infos:
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:  # cancelled (the timeout): no socket left open
+            sock.close()
+            raise
+        return sock
+    raise error
+
+
+async def probe_legacy_tls(url: str, scanner: Scanner) -> LegacyTls:
+    """Offer *url*'s ``host:port`` a TLS handshake limited to TLS 1.0/1.1; report the answer.
+
+    A completed handshake is ``LegacyTls(accepted=version)``; an alert, a reset, EOF or
+    the scan's timeout is a refusal (``accepted=None``), never an error of the site. When
+    no such handshake can be offered from here, ``skipped`` says why.
+    """
+    context = scanner.legacy_context
+    if context is None:
+        return LegacyTls(skipped=scanner.legacy_skipped or "no TLS 1.0/1.1 context")
+    if scanner._env_proxy:
+        # The probe connects directly: through a proxy it might reach nothing, and a
+        # refusal it never got must not read as "legacy TLS refused".
+        return LegacyTls(skipped="a proxy is configured and the probe does not use it")
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme != "https" or not host:
+        return LegacyTls(skipped=f"{url} is not an https:// URL")
+    try:
+        port = parts.port or 443
+    except ValueError:
+        return LegacyTls(skipped=f"{url}: bad port")
+    # The handshake is driven by hand (memory BIOs, the loop's socket calls) rather than
+    # by asyncio.open_connection: half the CPU time (0.13 ms instead of 0.27 ms a site in
+    # bench/bench_scan.py, whose server refuses at once), which 200 sites/s cannot spare.
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    sslobj = context.wrap_bio(
+        incoming,
+        outgoing,
+        server_hostname=None if _is_ip(host) else host,  # SNI: names only
+    )
+    try:
+        sslobj.do_handshake()  # writes the ClientHello (nothing received yet: cannot finish)
+    except ssl.SSLWantReadError:
+        pass
+    except ssl.SSLError as exc:  # before any byte was sent: this machine cannot offer it
+        return LegacyTls(skipped=f"{ssl.OPENSSL_VERSION} could not offer TLS 1.0/1.1 ({exc})")
+    loop = asyncio.get_running_loop()
+    sock: socket.socket | None = None
+    try:
+        async with asyncio.timeout(scanner.opts.timeout):  # connect and handshake
+            sock = await _connect(host, port)
+            while True:
+                await loop.sock_sendall(sock, outgoing.read())
+                chunk = await loop.sock_recv(sock, 65536)
+                if not chunk:
+                    return LegacyTls()  # EOF: refused
+                incoming.write(chunk)
+                try:
+                    sslobj.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    continue
+            version = sslobj.version()
+            with contextlib.suppress(ssl.SSLError):
+                sslobj.unwrap()  # queue a close_notify: a polite goodbye, sent best effort
+            with contextlib.suppress(OSError):
+                sock.send(outgoing.read())
+    except (OSError, EOFError):  # an alert (ssl.SSLError), a reset, no route, the timeout
+        return LegacyTls()
+    finally:
+        if sock is not None:
+            sock.close()  # right away: the handshake was the whole question
+    return LegacyTls(accepted=version if version in LEGACY_TLS_VERSIONS else None)
+
+
+async def _in_turn(urls: list[str], verified: bool, scanner: Scanner) -> list[Response | None]:
     # One after the other, on the graded chain's kept-alive connection: five requests at
     # once would cost four more TLS handshakes (the bulk of a local site's scan).
-    urls = [urljoin(final, "/.well-known/security.txt"), final]
-    urls += [urljoin(final, path) for path in MANAGE_PATHS]
     replies = []
-    async with scanner.client(auto.verified, follow_redirects=False) as client:
-        pool = scanner.pool(auto.verified)
+    async with scanner.client(verified, follow_redirects=False) as client:
+        pool = scanner.pool(verified)
         for i, url in enumerate(urls):
             headers = {"Origin": EVIL_ORIGIN} if i == 1 else None
             replies.append(await _probe(client, url, headers, pool))
+    return replies
+
+
+async def probe(site: Retrieved, scanner: Scanner) -> Probes:
+    """Run the extra probes against the graded chain's final URL (its origin).
+
+    The legacy-TLS handshake (:func:`probe_legacy_tls`, when that URL is ``https://``) runs
+    alongside the five requests, so it adds no latency.
+    """
+    auto = site.auto
+    assert auto is not None
+    final = auto.final.url
+    urls = [urljoin(final, "/.well-known/security.txt"), final]
+    urls += [urljoin(final, path) for path in MANAGE_PATHS]
+    legacy = None
+    if urlsplit(final).scheme == "https":
+        legacy = asyncio.ensure_future(probe_legacy_tls(final, scanner))
+    try:
+        replies = await _in_turn(urls, auto.verified, scanner)
+    except BaseException:
+        if legacy is not None:
+            legacy.cancel()
+        raise
     return Probes(
         manage={p: r.status if r else None for p, r in zip(MANAGE_PATHS, replies[2:], strict=True)},
         security_txt=replies[0],
         cors=replies[1],
+        tls_legacy=await legacy if legacy is not None else None,
     )
 
 
