@@ -65,6 +65,7 @@ __all__ = [
     "Rules",
     "grade",
     "grade_for_score",
+    "is_ip_literal",
     "node_headers",
     "rules_for",
     "score_modifier",
@@ -759,7 +760,8 @@ def _default_path(url: str) -> str:
     return path[: path.rindex("/")]
 
 
-def _is_ip(host: str) -> bool:
+def is_ip_literal(host: str) -> bool:
+    """Return whether *host* is an IP address (IPv6 with or without brackets), not a name."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -792,7 +794,7 @@ def _parse_cookie(raw: str, url: str) -> _Cookie | None:
             cookie.path = value if value.startswith("/") else _default_path(url)
         elif name == "domain" and value:
             domain = value.lstrip(".").lower()
-            if domain != host and (_is_ip(host) or not host.endswith("." + domain)):
+            if domain != host and (is_ip_literal(host) or not host.endswith("." + domain)):
                 return None
             cookie.domain = domain
     if key.startswith("__Secure-") and not cookie.secure:
@@ -1026,7 +1028,7 @@ def _suffixes() -> PublicSuffixList:
 
 def _registrable_domain(host: str | None) -> str | None:
     """Return tldts's ``domain``: the registrable domain by the public-suffix list."""
-    if not host or _is_ip(host):
+    if not host or is_ip_literal(host):
         return None
     name = host.lower().rstrip(".")
     if not name or ".." in name:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
 import socket
 import ssl
@@ -55,6 +54,7 @@ from sitewarden.audit.observatory import (
     Response,
     Retrieved,
     grade,
+    is_ip_literal,
 )
 from sitewarden.audit.preload import HstsPreload, PreloadError, default_preload
 
@@ -483,18 +483,10 @@ async def _probe_reply(url: str, reply: httpx.Response) -> Response:
     return Response(url, reply.status_code, raw, bytes(body).decode("utf-8", "replace"))
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 async def _connect(host: str, port: int) -> socket.socket:
     """Return a non-blocking socket connected to *host*:*port* (each address in turn)."""
     loop = asyncio.get_running_loop()
-    if _is_ip(host):  # no resolver thread for an address (every local site is one)
+    if is_ip_literal(host):  # no resolver thread for an address (every local site is one)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     else:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -544,7 +536,7 @@ async def probe_legacy_tls(url: str, scanner: Scanner) -> LegacyTls:
     sslobj = context.wrap_bio(
         incoming,
         outgoing,
-        server_hostname=None if _is_ip(host) else host,  # SNI: names only
+        server_hostname=None if is_ip_literal(host) else host,  # SNI: names only
     )
     try:
         sslobj.do_handshake()  # writes the ClientHello (nothing received yet: cannot finish)
