@@ -50,6 +50,8 @@ from urllib.parse import urlsplit
 
 from publicsuffixlist import PublicSuffixList
 
+from sitewarden.audit.preload import covers
+
 __all__ = [
     "CORS_ORIGIN",
     "DEFAULT_VERSION",
@@ -614,12 +616,7 @@ class _Context:
 
     def preloaded(self, hostname: str) -> bool:
         preload = self.site.preload
-        if callable(preload):
-            return preload(hostname)
-        if hostname in preload:
-            return True
-        parts = hostname.split(".")
-        return any(preload.get(".".join(parts[i:])) for i in range(1, len(parts)))
+        return preload(hostname) if callable(preload) else covers(preload, hostname)
 
 
 def _csp_policies(values: list[str], rules: Rules) -> list[str]:

@@ -34,6 +34,7 @@ __all__ = [
     "HstsPreload",
     "PreloadError",
     "cache_path",
+    "covers",
     "default_preload",
     "download_preload",
     "load_preload",
@@ -54,10 +55,23 @@ class PreloadError(Exception):
     """A preload list could not be read (the message says which file and why)."""
 
 
+def covers(entries: Mapping[str, bool], hostname: str) -> bool:
+    """Return whether *hostname* is listed, or under a parent with ``include_subdomains``.
+
+    The Observatory's rule; *entries* maps each ``force-https`` host to that flag.
+    """
+    host = hostname.lower().rstrip(".")
+    if host in entries:
+        return True
+    labels = host.split(".")
+    # A parent counts only with include_subdomains (foo.example.org under example.org).
+    return any(entries.get(".".join(labels[i:])) for i in range(1, len(labels)))
+
+
 class HstsPreload:
     """A preload list: ``preload(hostname)`` is True when the host is preloaded.
 
-    *entries* maps each ``force-https`` host name to its ``include_subdomains`` flag;
+    The Observatory's rule; *entries* maps each ``force-https`` host to that flag.
     *lookup* replaces it with a function (the bundled snapshot's). *source* says where the
     list came from, for the reader of a report.
     """
@@ -81,11 +95,7 @@ class HstsPreload:
                 return self._lookup(host)
             except (UnicodeError, ValueError):  # a name the list cannot hold
                 return False
-        if host in self.entries:
-            return True
-        labels = host.split(".")
-        # A parent counts only with include_subdomains (foo.example.org under example.org).
-        return any(self.entries.get(".".join(labels[i:])) for i in range(1, len(labels)))
+        return covers(self.entries, host)
 
     def __repr__(self) -> str:
         return f"HstsPreload(source={self.source!r})"
